@@ -1,0 +1,1 @@
+"""Sub-commands of `matter-ota`; each module defines ``register(subparsers)``."""
