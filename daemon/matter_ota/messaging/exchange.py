@@ -54,7 +54,7 @@ class CloseReason(enum.Enum):
     SESSION_CLOSED = "session_closed"  # the session went away under the exchange
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
     """A received, authenticated, de-duplicated message, as handlers see it."""
 
