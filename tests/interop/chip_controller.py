@@ -61,7 +61,8 @@ def run_controller(ns: Namespace, scratch: Path, *args: str, timeout: float = 60
     scratch.mkdir(parents=True, exist_ok=True)
     command = [
         "unshare", "-m", "--propagation", "private",
-        sys.executable, str(HERE / "private_root.py"), "--scratch", str(scratch), "--",
+        sys.executable, str(HERE / "private_root.py"), "--scratch", str(scratch),
+        "--keep", str(CHECKOUT), "--keep", sys.prefix, "--keep", sys.base_prefix, "--",
         sys.executable, str(HERE / "controller_main.py"),
         # Paths as the controller sees them inside its private root.
         "--storage", "/data/controller.json",
