@@ -267,6 +267,9 @@ def test_lossy_link_delivers_each_request_exactly_once(fate: list[str]) -> None:
     for _ in range(100):
         move(client, server, CLIENT_ADDR)
         move(server, client, SERVER_ADDR)
+        for node in (client, server):  # the timer heap agrees with a scan of all exchanges
+            scan = [d for e in node.exchanges.exchanges() if (d := e._deadline()) is not None]
+            assert node.next_deadline() == (min(scan) if scan else None)
         deadlines = [d for d in (client.next_deadline(), server.next_deadline()) if d is not None]
         if not deadlines:
             break
@@ -481,3 +484,23 @@ def test_tampered_secure_datagram_dropped(caplog: pytest.LogCaptureFixture) -> N
     assert "event=drop" in caplog.text and "integrity" in caplog.text
     server.datagram_received(data, CLIENT_ADDR, 0.0)  # the genuine one still gets through
     assert len(calls) == 1
+
+
+def test_many_concurrent_exchanges_keep_exact_timers() -> None:
+    """500 exchanges in flight: every one retransmits on its own schedule, in deadline order."""
+    client, server = make_node(), make_node()
+    c, _ = secure_pair(client, server)
+    recorders = []
+    for i in range(500):
+        recorder = Recorder()
+        recorders.append(recorder)
+        client.new_exchange(c, recorder, i * 0.001).send(IM, READ, b"%d" % i)
+    assert len(client.datagrams_to_send()) == 500  # all lost
+    assert client.next_deadline() == pytest.approx(0.330)
+    client.handle_timer(0.330 + 0.0995)  # the first 100 are due (sent at 0..99 ms)
+    assert len(client.datagrams_to_send()) == 100
+    assert client.next_deadline() == pytest.approx(0.100 + 0.330)
+    while (deadline := client.next_deadline()) is not None:
+        client.handle_timer(deadline)
+    assert all(r.closed == [CloseReason.ACK_TIMEOUT] for r in recorders)
+    assert len(client.exchanges) == 0

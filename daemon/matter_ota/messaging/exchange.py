@@ -19,6 +19,8 @@ in through :attr:`ExchangeManager.now`.
 from __future__ import annotations
 
 import enum
+import heapq
+import itertools
 import logging
 import random
 import secrets
@@ -54,7 +56,7 @@ class CloseReason(enum.Enum):
     SESSION_CLOSED = "session_closed"  # the session went away under the exchange
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
     """A received, authenticated, de-duplicated message, as handlers see it."""
 
@@ -114,6 +116,7 @@ class Exchange:
         self._ack_deadline: float | None = None
         self._retransmits: dict[int, Retransmit] = {}
         self._response_deadline: float | None = None
+        self._live = True  # False once the manager forgot it
 
     # -- API for protocol code ----------------------------------------------------------------
 
@@ -164,6 +167,7 @@ class Exchange:
             now = self.manager.now
             delay = backoff_interval(self.session.mrp_base_interval(now), 0, self.manager.jitter())
             self._retransmits[counter] = Retransmit(counter, datagram, 0, now + delay)
+            self.manager.schedule(self)
         return counter
 
     def send_status(self, report: StatusReport) -> int:
@@ -175,6 +179,7 @@ class Exchange:
     def set_response_timeout(self, seconds: float | None) -> None:
         """Close with :attr:`CloseReason.RESPONSE_TIMEOUT` unless a message arrives in time."""
         self._response_deadline = None if seconds is None else self.manager.now + seconds
+        self.manager.schedule(self)
 
     def close(self) -> None:
         """End the exchange. Owed acks go out now; our unacked messages keep retransmitting."""
@@ -203,6 +208,7 @@ class Exchange:
             self.flush_ack()  # one pending ack per exchange: the older one goes standalone
         self._pending_ack = counter
         self._ack_deadline = now + MRP_STANDALONE_ACK_TIMEOUT
+        self.manager.schedule(self)
 
     def _deadline(self) -> float | None:
         times = [r.next_at for r in self._retransmits.values()]
@@ -263,6 +269,10 @@ class ExchangeManager:
         self.now = 0.0
         self._exchanges: dict[ExchangeKey, Exchange] = {}
         self._next_id = randbits(16)
+        # Timer heap of (when, seq, exchange); entries go stale when an exchange's deadline
+        # moves and are dropped or re-filed lazily, so a timer costs O(log n), not a scan.
+        self._timers: list[tuple[float, int, Exchange]] = []
+        self._seq = itertools.count()
 
     def __len__(self) -> int:
         return len(self._exchanges)
@@ -352,28 +362,48 @@ class ExchangeManager:
             key = (exchange.session.key, exchange.exchange_id, exchange.is_initiator)
             if self._exchanges.get(key) is exchange:
                 del self._exchanges[key]
+                exchange._live = False
+
+    def schedule(self, exchange: Exchange) -> None:
+        """File the exchange's current deadline (call when it may have moved earlier)."""
+        when = exchange._deadline()
+        if when is not None and exchange._live:
+            heapq.heappush(self._timers, (when, next(self._seq), exchange))
 
     def next_deadline(self) -> float | None:
         """The earliest MRP or response timer of any exchange."""
-        deadlines = [d for e in self._exchanges.values() if (d := e._deadline()) is not None]
-        return min(deadlines) if deadlines else None
+        timers = self._timers
+        while timers:
+            when, _, exchange = timers[0]
+            current = exchange._deadline() if exchange._live else None
+            if current == when:
+                return when
+            heapq.heappop(timers)
+            if current is not None:  # the deadline moved: file it again
+                heapq.heappush(timers, (current, next(self._seq), exchange))
+        return None
 
     def handle_timer(self, now: float) -> list[tuple[Exchange, CloseReason]]:
         """Run due timers; returns the exchanges that failed (already closed)."""
         self.now = now
+        due: dict[int, Exchange] = {}
+        while self._timers and self._timers[0][0] <= now:
+            _, _, exchange = heapq.heappop(self._timers)
+            if exchange._live:
+                due[id(exchange)] = exchange
         failed: list[tuple[Exchange, CloseReason]] = []
-        for exchange in list(self._exchanges.values()):
+        for exchange in due.values():
             deadline = exchange._deadline()
-            if deadline is None or now < deadline:
-                continue
-            reason = exchange._fire(now)
-            if reason is not None:
-                exchange.flush_ack()
-                self._abort(exchange)
-                if not exchange.closed:
-                    failed.append((exchange, reason))
-                exchange.closed = True
-            self.release_if_done(exchange)
+            if deadline is not None and deadline <= now:
+                reason = exchange._fire(now)
+                if reason is not None:
+                    exchange.flush_ack()
+                    self._abort(exchange)
+                    if not exchange.closed:
+                        failed.append((exchange, reason))
+                    exchange.closed = True
+                self.release_if_done(exchange)
+            self.schedule(exchange)
         return failed
 
     def close_session(self, session: Session) -> list[Exchange]:

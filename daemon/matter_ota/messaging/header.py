@@ -53,6 +53,8 @@ EX_FLAG_VENDOR = 0x10
 
 _FIXED = struct.Struct("<BHBI")
 _PROTO_FIXED = struct.Struct("<BBH")
+_PROTO_PLAIN = struct.Struct("<BBHH")
+_PROTO_ACK = struct.Struct("<BBHHI")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -68,12 +70,15 @@ class SessionType(enum.IntEnum):
     GROUP = 1
 
 
+_SESSION_TYPES = (SessionType.UNICAST, SessionType.GROUP)
+
+
 def _check(value: int, bits: int, name: str) -> None:
     if not 0 <= value < (1 << bits):
         raise MessageError(f"{name} {value} does not fit in {bits} bits")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MessageHeader:
     """The unencrypted message header (4.4.1)."""
 
@@ -140,12 +145,13 @@ class MessageHeader:
         if len(data) < _FIXED.size:
             raise MessageError(f"message of {len(data)} bytes is shorter than a header")
         flags, session_id, sec, counter = _FIXED.unpack_from(data, 0)
+        if not flags and not sec:  # the common case: unicast, no ids, no extensions
+            return cls(session_id, counter), _FIXED.size
         if flags & _VERSION_MASK:
             raise MessageError(f"unsupported message version {flags >> 4}")
-        try:
-            session_type = SessionType(sec & _SESSION_TYPE_MASK)
-        except ValueError:
-            raise MessageError(f"reserved session type {sec & _SESSION_TYPE_MASK}") from None
+        if sec & _SESSION_TYPE_MASK > SessionType.GROUP:
+            raise MessageError(f"reserved session type {sec & _SESSION_TYPE_MASK}")
+        session_type = _SESSION_TYPES[sec & _SESSION_TYPE_MASK]
         reader = _Reader(data, _FIXED.size)
         source = reader.u64() if flags & _FLAG_S else None
         dsiz = flags & _DSIZ_MASK
@@ -175,7 +181,7 @@ class MessageHeader:
         return header, reader.offset
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ProtocolHeader:
     """The protocol (exchange) header (4.4.3) that starts every message payload.
 
@@ -215,21 +221,27 @@ class ProtocolHeader:
 
     def encode(self) -> bytes:
         """The header bytes; raises :class:`MessageError` for values that cannot be encoded."""
-        _check(self.protocol_id, 16, "protocol id")
-        _check(self.opcode, 8, "opcode")
-        _check(self.exchange_id, 16, "exchange id")
-        out = bytearray(_PROTO_FIXED.pack(self.exchange_flags, self.opcode, self.exchange_id))
-        if self.vendor_id is not None:
-            _check(self.vendor_id, 16, "vendor id")
-            out += _U16.pack(self.vendor_id)
-        out += _U16.pack(self.protocol_id)
-        if self.ack_counter is not None:
-            _check(self.ack_counter, 32, "acknowledged message counter")
-            out += _U32.pack(self.ack_counter)
-        if self.secured_extensions is not None:
-            _check(len(self.secured_extensions), 16, "secured extensions length")
-            out += _U16.pack(len(self.secured_extensions)) + self.secured_extensions
-        return bytes(out)
+        try:
+            if self.vendor_id is None and self.secured_extensions is None:
+                if self.ack_counter is None:  # the common shapes, packed in one call
+                    return _PROTO_PLAIN.pack(
+                        self.exchange_flags, self.opcode, self.exchange_id, self.protocol_id
+                    )
+                return _PROTO_ACK.pack(
+                    self.exchange_flags, self.opcode, self.exchange_id, self.protocol_id,
+                    self.ack_counter,
+                )
+            out = bytearray(_PROTO_FIXED.pack(self.exchange_flags, self.opcode, self.exchange_id))
+            if self.vendor_id is not None:
+                out += _U16.pack(self.vendor_id)
+            out += _U16.pack(self.protocol_id)
+            if self.ack_counter is not None:
+                out += _U32.pack(self.ack_counter)
+            if self.secured_extensions is not None:
+                out += _U16.pack(len(self.secured_extensions)) + self.secured_extensions
+            return bytes(out)
+        except struct.error as exc:
+            raise MessageError(f"protocol header field out of range: {exc}") from None
 
     @classmethod
     def decode(cls, data: bytes) -> tuple[ProtocolHeader, int]:
@@ -237,6 +249,15 @@ class ProtocolHeader:
         if len(data) < _PROTO_FIXED.size:
             raise MessageError(f"payload of {len(data)} bytes is shorter than a protocol header")
         flags, opcode, exchange_id = _PROTO_FIXED.unpack_from(data, 0)
+        if not flags & (EX_FLAG_VENDOR | EX_FLAG_SECURED_EXTENSIONS):
+            fixed = _PROTO_ACK if flags & EX_FLAG_ACK else _PROTO_PLAIN
+            if len(data) < fixed.size:
+                raise MessageError("protocol header truncated")
+            fields = fixed.unpack_from(data, 0)
+            return cls(
+                fields[3], opcode, exchange_id, bool(flags & EX_FLAG_INITIATOR),
+                bool(flags & EX_FLAG_RELIABLE), fields[4] if len(fields) > 4 else None,
+            ), fixed.size
         reader = _Reader(data, _PROTO_FIXED.size)
         vendor_id = reader.u16() if flags & EX_FLAG_VENDOR else None
         protocol_id = reader.u16()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import secrets
+import struct
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from matter_ota.messaging.errors import MessageError
 from matter_ota.messaging.header import MessageHeader, ProtocolHeader
 
 Address = tuple[str, int]
+
+_SECURE_HEADER = struct.Struct("<BHBI")
 
 UNSPECIFIED_NODE_ID = 0
 
@@ -222,9 +225,9 @@ class SecureSession(_SessionBase):
 
     def encode(self, protocol_header: ProtocolHeader, payload: bytes) -> tuple[bytes, int]:
         counter = self.counter.next()
-        header = MessageHeader(self.peer_session_id, counter)
-        aad = header.encode()
-        nonce = build_nonce(header.security_flags, counter, self._tx_nonce_node)
+        # Secure unicast: no node ids, no extensions, security flags 0 (4.4.1, 4.7.2.1).
+        aad = _SECURE_HEADER.pack(0, self.peer_session_id, 0, counter)
+        nonce = build_nonce(0, counter, self._tx_nonce_node)
         return aad + self._tx.seal(nonce, protocol_header.encode() + payload, aad), counter
 
     def decrypt(self, header: MessageHeader, data: bytes, payload_offset: int) -> bytes:
