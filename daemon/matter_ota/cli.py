@@ -62,4 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as `python -m matter_ota.cli`, this file is `__main__`: dispatch through the
+    # package module so that sub-commands raise the same CliError class that main() catches.
+    from matter_ota.cli import main as package_main
+
+    sys.exit(package_main())
