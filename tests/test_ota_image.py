@@ -244,6 +244,12 @@ def test_bad_file_identifier() -> None:
     assert str(exc).startswith("bad file identifier 0x1BEEF11F")
 
 
+def test_a_short_file_of_another_kind_is_not_called_truncated() -> None:
+    exc = refusal(b"PK\x03\x04\x14\x00")  # the start of a zip file
+    assert exc.reason is Reason.BAD_FILE_IDENTIFIER
+    assert refusal(b"\x1e\xf1\xee").reason is Reason.TRUNCATED  # could still be an image
+
+
 def test_truncated_at_every_byte() -> None:
     image = raw_image(header_tlv())
     for n in range(len(image)):
