@@ -499,6 +499,35 @@ def test_create_verify_extract_files(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fw.bin", "fw.ota", "out.bin"]
 
 
+def test_verify_of_a_truncated_file_fails_before_hashing(tmp_path: Path) -> None:
+    image = build_image(
+        bytes(3 << 20), vendor_id=1, product_id=2, software_version=3, software_version_string="3"
+    )
+    (tmp_path / "cut.ota").write_bytes(image[:-1])
+    seen: list[int] = []
+    with pytest.raises(OtaImageError) as exc:
+        ota_image.verify_image(tmp_path / "cut.ota", progress=lambda done, _: seen.append(done))
+    assert exc.value.reason is Reason.TRUNCATED
+    assert str(exc.value).startswith(f"truncated at byte {len(image) - 1}: ")
+    assert seen == []  # refused from the file's length, no payload read
+
+
+def test_images_from_a_pipe_are_checked_while_streaming(tmp_path: Path) -> None:
+    image = build_image(
+        b"x" * 100, vendor_id=1, product_id=2, software_version=3, software_version_string="3"
+    )
+    read_end, write_end = os.pipe()
+    os.write(write_end, image[:-1])
+    os.close(write_end)
+    try:
+        with pytest.raises(OtaImageError) as exc:
+            ota_image.verify_image(f"/dev/fd/{read_end}")
+    finally:
+        os.close(read_end)
+    assert exc.value.reason is Reason.TRUNCATED
+    assert str(exc.value).startswith(f"truncated at byte {len(image) - 1}: ")
+
+
 def test_extract_leaves_nothing_behind_on_a_bad_image(tmp_path: Path) -> None:
     image = bytearray(
         build_image(
