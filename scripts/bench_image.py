@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     mib = header.total_size / (1 << 20)
     best_ours, best_theirs, best_inside = min(ours), min(theirs), min(inside)
     print(f"image verify, {args.size_mib} MiB payload, best of {args.repeat} (page cache warm)")
-    print(f"{'measurement':44} {'seconds':>8} {'MiB/s':>8} {'vs sha256sum':>13}")
+    print(f"{'measurement':48} {'seconds':>8} {'MiB/s':>8} {'vs sha256sum':>13}")
     rows = [
         ("sha256sum FILE (baseline)", best_theirs),
         ("matter-ota image verify FILE (process)", best_ours),
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         ("matter-ota image create (payload -> image)", create_seconds),
     ]
     for name, seconds in rows:
-        print(f"{name:44} {seconds:8.3f} {mib / seconds:8.0f} {best_theirs / seconds:13.2f}")
+        print(f"{name:48} {seconds:8.3f} {mib / seconds:8.0f} {best_theirs / seconds:13.2f}")
     hwm, rss, imports = (memory.get(k) for k in ("vmhwm_kib", "maxrss_kib", "imports_kib"))
     print(f"peak memory of the verify process: VmHWM {hwm} KiB, ru_maxrss {rss} KiB (goal < 40 MB)")
     print(f"  of which the CLI's imports before verify: VmHWM {imports} KiB")
