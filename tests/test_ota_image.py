@@ -124,6 +124,20 @@ def test_round_trip_of_every_field(fields: dict[str, Any], payload: bytes) -> No
     assert tag is None and list(value) == sorted(value)
 
 
+@settings(max_examples=60, deadline=None)
+@given(fields=image_fields(), payload=st.binary(max_size=5000))
+def test_streaming_create_and_extract_match_the_in_memory_image(
+    fields: dict[str, Any], payload: bytes
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        source, image, out = Path(tmp) / "p.bin", Path(tmp) / "i.ota", Path(tmp) / "o.bin"
+        source.write_bytes(payload)
+        header = ota_image.create_image(source, image, **fields)
+        assert image.read_bytes() == build_image(payload, **fields)
+        assert ota_image.read_header(image) == header == ota_image.extract_payload(image, out)
+        assert out.read_bytes() == payload
+
+
 def test_header_bytes_of_a_known_image() -> None:
     # The bytes matter.js 0.16.11's OtaImageWriter wrote for these fields (test_ota_image_matterjs
     # checks that live); connectedhomeip's ota_image_tool.py builds the header with chip.tlv from
