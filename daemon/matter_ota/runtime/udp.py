@@ -35,13 +35,13 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
+from matter_ota.messaging.header import MAX_MESSAGE_SIZE
 from matter_ota.messaging.session import Address
 from matter_ota.node import Node
 
 log = logging.getLogger("matter_ota.udp")
 
 DEFAULT_PORT = 5540  # 4.3 / 2.5.6 Matter operational UDP port
-MAX_DATAGRAM = 1280  # 4.4.4: IPv6 minimum MTU bounds a Matter message
 SLOW_DATAGRAM = 0.050  # seconds of processing worth a log line
 RECV_BUFFER = 2048
 
@@ -207,7 +207,7 @@ class UdpTransport:
 
     def _flush(self, sock: socket.socket) -> None:
         for data, (host, port) in self.node.datagrams_to_send():
-            if len(data) > MAX_DATAGRAM:
+            if len(data) > MAX_MESSAGE_SIZE:
                 log.warning("event=oversize_datagram size=%d peer=[%s]:%d", len(data), host, port)
             try:
                 sock.sendto(data, (host, port))  # UDP: a full buffer drops, MRP retransmits
