@@ -1,12 +1,14 @@
 """connectedhomeip's controller uses our Interaction Model server over a PASE session.
 
 It reads Basic Information and Descriptor with its generated cluster objects and must get
-correctly typed values, decodes a wildcard read of every cluster into its cluster dataclasses,
-writes NodeLabel, invokes QueryImage and sees a subscription report of a change.
+correctly typed values, decodes a wildcard read of every cluster (two chunked ReportData
+messages) into its cluster dataclasses, writes NodeLabel, invokes QueryImage and sees a
+subscription report of a change.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,7 +34,7 @@ def ns() -> Iterator[Namespace]:
 
 def test_chip_controller_reads_writes_invokes_subscribes(ns: Namespace, tmp_path: Path) -> None:
     with serve(ns, tmp_path / "daemon", "--passcode", str(PASSCODE), "--discriminator",
-               "3840") as daemon:
+               "3840", "--log-level", "DEBUG") as daemon:
         outcome = run_controller(ns, tmp_path / "controller", "pase-im", "--ip", ns.device_v6,
                                  "--passcode", str(PASSCODE), "--timeout", "30", timeout=120)
         log = daemon.log()
@@ -74,3 +76,6 @@ def test_chip_controller_reads_writes_invokes_subscribes(ns: Namespace, tmp_path
     assert steps["query"]["value"]["status"] == 2  # NotAvailable (the placeholder decider)
     assert steps["subscription_saw"] == "sub"
     assert "event=subscribed" in log and "handler_error" not in log, log
+    # The wildcard read did not fit one message: the controller stepped through the chunks.
+    chunks = [int(n) for n in re.findall(r"event=read paths=1 reports=\d+ chunks=(\d+)", log)]
+    assert max(chunks) >= 2, chunks

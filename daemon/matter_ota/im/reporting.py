@@ -80,11 +80,13 @@ def _path(endpoint: int, cluster: int, attribute: int, *, append: bool = False
 def _matching_clusters(reader: Reader, path: AttributePathIB
                        ) -> Iterator[tuple[int, Cluster]] | AttributeReportIB:
     model = reader.model
-    if path.endpoint is not None and path.endpoint not in model.endpoints:
-        return _status_report(path, Status.UNSUPPORTED_ENDPOINT)
-    if path.endpoint is not None and path.cluster is not None \
-            and model.cluster(path.endpoint, path.cluster) is None:
-        return _status_report(path, Status.UNSUPPORTED_CLUSTER)
+    # 8.4.3.2: only a concrete path earns a status; a wildcard one expands to what exists.
+    if not path.is_wildcard:
+        assert path.endpoint is not None and path.cluster is not None
+        if path.endpoint not in model.endpoints:
+            return _status_report(path, Status.UNSUPPORTED_ENDPOINT)
+        if model.cluster(path.endpoint, path.cluster) is None:
+            return _status_report(path, Status.UNSUPPORTED_CLUSTER)
     return ((ep.id, cl) for ep, cl in model.iter_clusters()
             if (path.endpoint is None or ep.id == path.endpoint)
             and (path.cluster is None or path.cluster == cl.ID))
