@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 from im_client import Client, Conversation, path, status_of, values
-from msg_pair import make_node, secure_pair
+from msg_pair import CLIENT_ADDR, SERVER_ADDR, deliver, make_node, secure_pair
 
 from matter_ota import tlv
 from matter_ota.clusters.basic_information import BasicInfo
@@ -38,6 +38,7 @@ from matter_ota.im.messages import (
 from matter_ota.im.model import Attribute, Cluster, Context, DataModel, command
 from matter_ota.im.reporting import MAX_REPORT_BLOCK
 from matter_ota.im.server import InteractionServer
+from matter_ota.messaging.exchange import Exchange, Message
 from matter_ota.messaging.header import MAX_SECURE_PAYLOAD
 from matter_ota.messaging.session import SECURE_SESSIONS, SessionKind
 from matter_ota.messaging.status import Protocol
@@ -475,9 +476,7 @@ class ReportInbox:
         self.answer = answer
         node.register(IM, Opcode.REPORT_DATA, self._on_report, SECURE_SESSIONS)
 
-    def _on_report(self, exchange: object, message: object) -> None:
-        from matter_ota.messaging.exchange import Exchange, Message
-        assert isinstance(exchange, Exchange) and isinstance(message, Message)
+    def _on_report(self, exchange: Exchange, message: Message) -> None:
         report = ReportData.decode(message.payload)
         self.reports.append((message.received_at, report))
         if not report.suppress_response:
@@ -564,4 +563,39 @@ def test_subscribe_invalid_intervals() -> None:
                                fabric_filtered=True)
     conv = setup.client.send(Opcode.SUBSCRIBE_REQUEST, request.encode())
     assert status_of(conv.last()) == Status.INVALID_ACTION
+    assert len(setup.server.subscriptions) == 0
+
+
+def test_change_during_priming_is_reported_after_min_interval() -> None:
+    setup = make_setup(privilege=Privilege.MANAGE, extra=VendorCluster(items=100))
+    inbox = ReportInbox(setup.client.node)
+    client = setup.client
+    request = SubscribeRequest(keep_subscriptions=True, min_interval_floor=1,
+                               max_interval_ceiling=30, fabric_filtered=True,
+                               attribute_requests=[path(0, VendorCluster.ID), path(0, BASIC, 5)])
+    conv = client.send(Opcode.SUBSCRIBE_REQUEST, request.encode(), pump=False)
+    # Move only the request and the first chunk, then change NodeLabel mid-priming.
+    deliver(client.node, setup.server_node, client.now, CLIENT_ADDR)
+    deliver(setup.server_node, client.node, client.now, SERVER_ADDR)
+    cluster = setup.model.cluster(0, BASIC)
+    assert cluster is not None
+    setup.info.node_label = "moved"
+    cluster.changed(5)
+    client.pump()
+    assert conv.opcodes()[-1] == Opcode.SUBSCRIBE_RESPONSE
+    assert len(conv.reports()) > 1
+    assert values(conv.attribute_reports())[(0, BASIC, 5)] == ""  # read when priming began
+    client.advance(1.5)
+    at, change = inbox.reports[-1]
+    assert at == 1.0 and values(change.attribute_reports or []) == {(0, BASIC, 5): "moved"}
+
+
+def test_unanswered_report_ends_subscription_after_mrp_gives_up() -> None:
+    setup = make_setup(privilege=Privilege.VIEW)
+    subscribe(setup, 0, 5, path(0, BASIC, 2))
+    # The client vanishes: nothing it would send arrives any more.
+    setup.client.node.datagram_received = lambda *a, **k: None  # type: ignore[method-assign]
+    setup.client.advance(5.0)
+    assert len(setup.server.subscriptions) == 1  # the keep-alive is being retransmitted
+    setup.client.advance(30.0)
     assert len(setup.server.subscriptions) == 0

@@ -206,9 +206,10 @@ class Subscriptions:
                 self.drop(sub, "replaced")
 
     def primed(self, sub: Subscription, now: float) -> None:
+        """Priming is done: the reporting timers start. Changes made while the priming
+        chunks were in flight stay dirty, as the chunks hold the values read at the start."""
         sub.active = True
         sub.last_report = now
-        sub.dirty.clear()
 
     def changed(self, endpoint: int, cluster: int, attribute: int | None) -> None:
         """A data model change: mark the subscriptions that watch it."""
