@@ -10,10 +10,13 @@ large for one message is split into "replace with empty list" followed by append
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from matter_ota import tlv
 from matter_ota.im.acl import AccessControl, Privilege, Subject
 from matter_ota.im.messages import (
     AttributeDataIB,
@@ -58,11 +61,19 @@ class Reader:
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """One report block, pre-encoded, with the concrete path it is about (None for events)."""
+    """One report block with its TLV value and encoding, and the concrete path it is about
+    (None for events). The value is built once and reused when the chunk is encoded."""
 
     block: AttributeReportIB | EventReportIB
+    value: Any
     encoded: bytes
     path: ConcretePath | None
+
+    @classmethod
+    def of(cls, block: AttributeReportIB | EventReportIB, path: ConcretePath | None
+           ) -> Report:
+        value = block.to_value()
+        return cls(block, value, tlv.encode(value), path)
 
 
 def _status_report(path: AttributePathIB, status: Status,
@@ -123,7 +134,7 @@ def read_attributes(reader: Reader, paths: Iterable[AttributePathIB],
     for path in paths:
         found = _matching_clusters(reader, path)
         if isinstance(found, AttributeReportIB):
-            reports.append(Report(found, found.encode(), None))
+            reports.append(Report.of(found, None))
             continue
         for endpoint, cluster in found:
             if _version_filtered(filters, endpoint, cluster):
@@ -146,22 +157,22 @@ def _read_cluster(reader: Reader, path: AttributePathIB, endpoint: int, cluster:
                           if reader.allowed(Privilege.VIEW, endpoint, cluster.ID)
                           else Status.UNSUPPORTED_ACCESS)
                 block = _status_report(path, status)
-                yield Report(block, block.encode(), where)
+                yield Report.of(block, where)
             continue
         if not reader.allowed(attr.read_privilege, endpoint, cluster.ID):
             if concrete:
                 block = _status_report(path, Status.UNSUPPORTED_ACCESS)
-                yield Report(block, block.encode(), where)
+                yield Report.of(block, where)
             continue
         try:
             blocks = _encode_data(reader, endpoint, cluster, attr)
         except IMStatusError as err:
             if concrete:
                 block = _status_report(path, err.status, err.cluster_status)
-                yield Report(block, block.encode(), where)
+                yield Report.of(block, where)
             continue
         for block in blocks:
-            yield Report(block, block.encode(), where)
+            yield Report.of(block, where)
 
 
 def read_events(reader: Reader, paths: Iterable[EventPathIB]) -> list[Report]:
@@ -181,19 +192,22 @@ def read_events(reader: Reader, paths: Iterable[EventPathIB]) -> list[Report]:
             status = Status.UNSUPPORTED_EVENT
         block = EventReportIB(event_status=EventStatusIB(path=path, status=StatusIB(
             status=status)))
-        reports.append(Report(block, block.encode(), None))
+        reports.append(Report.of(block, None))
     return reports
 
 
-def _overhead(subscription_id: int | None) -> int:
-    """Bytes of a ReportData with every optional field set but no reports."""
-    empty = ReportData(subscription_id=subscription_id, attribute_reports=[], event_reports=[],
-                       more_chunked_messages=True, suppress_response=True)
+@functools.cache
+def _overhead(subscribed: bool) -> int:
+    """Bytes of a ReportData with every optional field set (the widest subscription id) but
+    no reports."""
+    empty = ReportData(subscription_id=0xFFFF_FFFF if subscribed else None,
+                       attribute_reports=[], event_reports=[], more_chunked_messages=True,
+                       suppress_response=True)
     return len(empty.encode())
 
 
 # The largest single report block: what is left of a message after the ReportData frame.
-MAX_REPORT_BLOCK = MAX_SECURE_PAYLOAD - _overhead(0xFFFF_FFFF)
+MAX_REPORT_BLOCK = MAX_SECURE_PAYLOAD - _overhead(True)
 
 
 def chunk_reports(reports: Sequence[Report], *, subscription_id: int | None,
@@ -203,7 +217,7 @@ def chunk_reports(reports: Sequence[Report], *, subscription_id: int | None,
     Every payload but the last says MoreChunkedMessages; the last says SuppressResponse when
     ``suppress_final`` (the end of a read). There is always at least one payload.
     """
-    budget = limit - _overhead(subscription_id)
+    budget = limit - _overhead(subscription_id is not None)
     chunks: list[list[Report]] = [[]]
     used = 0
     for report in reports:
@@ -216,22 +230,26 @@ def chunk_reports(reports: Sequence[Report], *, subscription_id: int | None,
             log.warning("event=report_too_large endpoint=%d cluster=0x%04X attribute=0x%04X "
                         "size=%d", *path, size)
             status = _status_report(_path(*path), Status.RESOURCE_EXHAUSTED)
-            report = Report(status, status.encode(), report.path)
+            report = Report.of(status, report.path)
             size = len(report.encoded)
         chunks[-1].append(report)
         used += size
     payloads = []
     for i, chunk in enumerate(chunks):
         last = i == len(chunks) - 1
-        attrs = [r.block for r in chunk if isinstance(r.block, AttributeReportIB)]
-        events = [r.block for r in chunk if isinstance(r.block, EventReportIB)]
-        message = ReportData(
+        attrs = [r.value for r in chunk if isinstance(r.block, AttributeReportIB)]
+        events = [r.value for r in chunk if isinstance(r.block, EventReportIB)]
+        frame = ReportData(
             subscription_id=subscription_id,
-            attribute_reports=attrs or None,
-            event_reports=events or None,
+            attribute_reports=[] if attrs else None,
+            event_reports=[] if events else None,
             more_chunked_messages=None if last else True,
             suppress_response=True if last and suppress_final else None,
-        )
-        payloads.append(message.encode())
+        ).to_value()
+        # The blocks' values were built (and measured) already: put them in the frame.
+        if attrs:
+            frame[1] = attrs
+        if events:
+            frame[2] = events
+        payloads.append(tlv.encode(frame))
     return payloads
-
