@@ -169,6 +169,14 @@ async def _pase_im(args: argparse.Namespace) -> int:
             vendorID=0xFFF1, productID=0x8000, softwareVersion=1, protocolsSupported=[0])
         response = await ctrl.SendCommand(node, 0, query)
         steps["query"] = {"type": type(response).__name__, "value": _plain(response)}
+        timed = await ctrl.SendCommand(node, 0, query, timedRequestTimeoutMs=2000)
+        steps["timed_query"] = _plain(timed)
+        try:
+            await ctrl.SendCommand(node, 0, Clusters.OtaSoftwareUpdateProvider.Commands
+                                   .ApplyUpdateRequest(updateToken=b"short", newVersion=2))
+            steps["bad_apply"] = "accepted"
+        except Exception as e:  # the SDK raises InteractionModelError carrying the status
+            steps["bad_apply"] = int(getattr(e, "status", -1))
         sub = await ctrl.ReadAttribute(node, [(0, basic.Attributes.NodeLabel)],
                                        reportInterval=(0, 5))
         changed: asyncio.Queue[Any] = asyncio.Queue()

@@ -74,6 +74,8 @@ def test_chip_controller_reads_writes_invokes_subscribes(ns: Namespace, tmp_path
     assert steps["write"] == [0] and steps["label"] == "lab"
     assert steps["query"]["type"] == "QueryImageResponse"
     assert steps["query"]["value"]["status"] == 2  # NotAvailable (the placeholder decider)
+    assert steps["timed_query"]["status"] == 2  # TimedRequest, then the invoke in its window
+    assert steps["bad_apply"] == 0x85  # a 5-byte UpdateToken: INVALID_COMMAND
     assert steps["subscription_saw"] == "sub"
     assert "event=subscribed" in log and "handler_error" not in log, log
     # The wildcard read did not fit one message: the controller stepped through the chunks.
