@@ -218,7 +218,8 @@ def test_sigkill_loses_no_acknowledged_write(tmp_path: Path, kill_after: float) 
     time.sleep(kill_after)
     os.kill(proc.pid, signal.SIGKILL)
     for line in proc.stdout:
-        acked.append(tuple(map(int, line.split())))  # type: ignore[arg-type]
+        if line.endswith("\n"):  # a line cut by the kill is no acknowledgement
+            acked.append(tuple(map(int, line.split())))  # type: ignore[arg-type]
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     with Store.open(tmp_path) as s:
@@ -230,3 +231,23 @@ def test_sigkill_loses_no_acknowledged_write(tmp_path: Path, kill_after: float) 
             assert i in nodes
         # nothing beyond one in-flight write either way
         assert len(nodes) - len(acked) in (0, 1)
+
+
+def test_outcome_counts_any_version_and_since(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as s:
+        for node, version, at in ((1, 2, 10.0), (2, 3, 20.0), (3, 3, 30.0)):
+            s.set_outcome(channel="production", vendor_id=1, product_id=2,
+                          software_version=version, compressed_fabric_id=CFID, node_id=node,
+                          state="offered", now=at)
+        assert s.outcome_counts("production", 1, 2).offered == 3
+        assert s.outcome_counts("production", 1, 2, 3).offered == 2
+        assert s.outcome_counts("production", 1, 2, since=20.0).offered == 2
+        assert s.outcome_counts("beta", 1, 2).offered == 0
+
+
+def test_last_valid_config(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as s:
+        assert s.last_valid_config("releases.yaml") is None
+        s.save_valid_config("releases.yaml", "releases: []\n", now=1.0)
+        s.save_valid_config("releases.yaml", "releases: [] # v2\n", now=2.0)
+        assert s.last_valid_config("releases.yaml") == "releases: [] # v2\n"

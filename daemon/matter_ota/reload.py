@@ -84,7 +84,10 @@ def describe_error(exc: BaseException, default_file: Path) -> Invalid:
     """File, line and reason of a loader error (the config loader's error carries them)."""
     file = getattr(exc, "file", None) or getattr(exc, "path", None) or default_file
     line = getattr(exc, "line", None)
-    reason = getattr(exc, "reason", None) or str(exc)
+    reason = getattr(exc, "reason", None) or getattr(exc, "message", None) or str(exc)
+    hint = getattr(exc, "hint", None)
+    if hint:
+        reason = f"{reason}; {hint}"
     return Invalid(str(file), line if isinstance(line, int) else None, str(reason))
 
 

@@ -138,6 +138,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             line INTEGER,
             reason TEXT NOT NULL
         )""",
+        """CREATE TABLE last_valid_config (
+            file TEXT PRIMARY KEY,
+            at REAL NOT NULL,
+            text TEXT NOT NULL
+        )""",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -571,13 +576,26 @@ class Store:
                          compressed_fabric_id.upper(), node_id, state, now, reason)
 
     def outcome_counts(
-        self, channel: str, vendor_id: int, product_id: int, software_version: int
+        self,
+        channel: str,
+        vendor_id: int,
+        product_id: int,
+        software_version: int | None = None,
+        *,
+        since: float | None = None,
     ) -> OutcomeCounts:
-        rows = self._read(
-            "SELECT state, count(*) FROM outcomes WHERE channel = ? AND vendor_id = ? AND"
-            " product_id = ? AND software_version = ? GROUP BY state",
-            (channel, vendor_id, product_id, software_version),
-        )
+        """Devices per outcome for one release's image (``None``: any version, as for a DCL
+        release that follows the ledger), optionally only those updated since ``since``."""
+        sql = ("SELECT state, count(*) FROM outcomes WHERE channel = ? AND vendor_id = ? AND"
+               " product_id = ?")
+        params: list[object] = [channel, vendor_id, product_id]
+        if software_version is not None:
+            sql += " AND software_version = ?"
+            params.append(software_version)
+        if since is not None:
+            sql += " AND updated_at >= ?"
+            params.append(since)
+        rows = self._read(sql + " GROUP BY state", params)
         counts = {str(r[0]): int(r[1]) for r in rows}
         return OutcomeCounts(**{s: counts.get(s, 0) for s in OUTCOME_STATES})
 
@@ -659,6 +677,19 @@ class Store:
     def clear_config_warnings(self) -> None:
         with self._write() as c:
             c.execute("DELETE FROM config_status")
+
+    def save_valid_config(self, file: str, text: str, now: float) -> None:
+        """Remember the text of a config file that loaded, so a later invalid edit can still
+        be shown against what is serving."""
+        with self._write() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO last_valid_config (file, at, text) VALUES (?, ?, ?)",
+                (file, now, text),
+            )
+
+    def last_valid_config(self, file: str) -> str | None:
+        rows = self._read("SELECT text FROM last_valid_config WHERE file = ?", (file,))
+        return str(rows[0][0]) if rows else None
 
     def config_warnings(self) -> list[ConfigWarning]:
         return [
