@@ -251,3 +251,26 @@ def test_last_valid_config(tmp_path: Path) -> None:
         s.save_valid_config("releases.yaml", "releases: []\n", now=1.0)
         s.save_valid_config("releases.yaml", "releases: [] # v2\n", now=2.0)
         assert s.last_valid_config("releases.yaml") == "releases: [] # v2\n"
+
+
+def test_cohort_devices_and_offers(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as s:
+        for node in (1, 2, 3):
+            _seen(s, node)
+        s.record_query(compressed_fabric_id=CFID, node_id=4, vendor_id=0xFFF1,
+                       product_id=0x8001, software_version=1, hardware_version=None,
+                       channel="beta", result="", now=1.0)
+        offer = {"channel": "production", "vendor_id": 0xFFF1, "product_id": 0x8001,
+                 "compressed_fabric_id": CFID, "now": 5.0}
+        s.mark_offered(**offer, cohort_seed="AA" * 16, node_id=2)  # type: ignore[arg-type]
+        s.mark_offered(**offer, cohort_seed="aa" * 16, node_id=2)  # type: ignore[arg-type]
+        s.mark_offered(**offer, cohort_seed="bb" * 16, node_id=3)  # type: ignore[arg-type]
+        known, offered = s.cohort_devices("production", 0xFFF1, 0x8001, "aa" * 16)
+        assert sorted(known) == [(CFID, 1), (CFID, 2), (CFID, 3)]
+        assert offered == [(CFID, 2)]
+        t = s.start_transfer(channel="production", vendor_id=0xFFF1, product_id=0x8001,
+                             software_version=2, compressed_fabric_id=CFID, node_id=1,
+                             total_bytes=10, now=6.0)
+        assert s.active_transfer_devices() == [(CFID, 1)]
+        s.end_transfer(t, "completed", now=7.0)
+        assert s.active_transfer_devices() == []

@@ -138,6 +138,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             line INTEGER,
             reason TEXT NOT NULL
         )""",
+        """CREATE TABLE cohort_offers (
+            channel TEXT NOT NULL,
+            vendor_id INTEGER NOT NULL,
+            product_id INTEGER NOT NULL,
+            cohort_seed TEXT NOT NULL,
+            compressed_fabric_id TEXT NOT NULL,
+            node_id INTEGER NOT NULL,
+            at REAL NOT NULL,
+            PRIMARY KEY (channel, vendor_id, product_id, cohort_seed, compressed_fabric_id,
+                         node_id)
+        )""",
         """CREATE TABLE last_valid_config (
             file TEXT PRIMARY KEY,
             at REAL NOT NULL,
@@ -598,6 +609,53 @@ class Store:
         rows = self._read(sql + " GROUP BY state", params)
         counts = {str(r[0]): int(r[1]) for r in rows}
         return OutcomeCounts(**{s: counts.get(s, 0) for s in OUTCOME_STATES})
+
+    # -- cohorts -------------------------------------------------------------------------
+
+    def mark_offered(
+        self,
+        *,
+        channel: str,
+        vendor_id: int,
+        product_id: int,
+        cohort_seed: str,
+        compressed_fabric_id: str,
+        node_id: int,
+        now: float,
+    ) -> None:
+        """Remember that a cohort (seed) offered its release to a device: the device stays
+        selected for that seed whatever arrives later (stickiness survives restarts)."""
+        with self._write() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO cohort_offers (channel, vendor_id, product_id,"
+                " cohort_seed, compressed_fabric_id, node_id, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (channel, vendor_id, product_id, cohort_seed.lower(),
+                 compressed_fabric_id.upper(), node_id, now),
+            )
+
+    def cohort_devices(
+        self, channel: str, vendor_id: int, product_id: int, cohort_seed: str
+    ) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        """The (compressed fabric id, node id) of the devices known on a channel and
+        product, and of those the cohort with ``cohort_seed`` has offered its release."""
+        known = self._read(
+            "SELECT compressed_fabric_id, node_id FROM devices WHERE channel = ? AND"
+            " vendor_id = ? AND product_id = ?",
+            (channel, vendor_id, product_id),
+        )
+        offered = self._read(
+            "SELECT compressed_fabric_id, node_id FROM cohort_offers WHERE channel = ? AND"
+            " vendor_id = ? AND product_id = ? AND cohort_seed = ?",
+            (channel, vendor_id, product_id, cohort_seed.lower()),
+        )
+        return ([(str(r[0]), int(r[1])) for r in known],
+                [(str(r[0]), int(r[1])) for r in offered])
+
+    def active_transfer_devices(self) -> list[tuple[str, int]]:
+        rows = self._read(
+            "SELECT DISTINCT compressed_fabric_id, node_id FROM transfers WHERE state = 'active'"
+        )
+        return [(str(r[0]), int(r[1])) for r in rows]
 
     # -- auto-stop ------------------------------------------------------------------------
 
