@@ -200,3 +200,39 @@ def test_parallel_edits_all_land(tmp_path: Path) -> None:
         t.join()
     assert sorted(r["n"] for r in yaml.safe_load(path.read_text())["releases"]) == list(range(8))
     assert path.read_text().startswith("# header\n")
+
+
+def test_delete_keys_takes_only_their_lines() -> None:
+    out = yamledit.set_fields(COMMENTED, "releases", 0,
+                              {"stages": yamledit.DELETE, "rollout_percent": yamledit.DELETE,
+                               "absent": yamledit.DELETE})
+    assert yaml.safe_load(out)["releases"][0] == {
+        "channel": "production", "product": "FFF1:8001", "image": "firmware/light-v2.ota"}
+    assert "# start small" not in out and "# canary" not in out  # they were on those lines
+    for kept in ("# the big one", "# everyone", "# a comment inside the item, after its last key",
+                 "# trailing comment"):
+        assert kept in out
+
+
+def test_delete_first_key_empties_it_and_flow_items_drop_it() -> None:
+    out = yamledit.set_fields(COMMENTED, "releases", 0, {"channel": yamledit.DELETE})
+    assert yaml.safe_load(out)["releases"][0]["channel"] is None
+    assert "# everyone" in out
+    out = yamledit.set_fields(COMMENTED, "releases", 1, {"rollout_percent": yamledit.DELETE})
+    assert yaml.safe_load(out)["releases"][1] == {"channel": "beta", "product": "FFF1:8002"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["product", "image", "rollout_percent", "stages", "x"]),
+                       st.one_of(_values, st.just(yamledit.DELETE)), min_size=1, max_size=4))
+def test_any_edit_with_deletes(changes: dict[str, Any]) -> None:
+    out = yamledit.set_fields(COMMENTED, "releases", 0, changes)
+    expected = yaml.safe_load(COMMENTED)
+    item = expected["releases"][0]
+    for k, v in changes.items():
+        if v is yamledit.DELETE:
+            item.pop(k, None)
+        else:
+            item[k] = v
+    assert yaml.safe_load(out) == expected
+    assert out.startswith("# Releases of the kitchen fleet.") and "# trailing comment" in out

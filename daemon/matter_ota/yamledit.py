@@ -36,6 +36,16 @@ class ConcurrentEditError(YamlEditError):
     """The file changed on disk between reading it and writing the edit."""
 
 
+class _Delete:
+    """The value for a key that :func:`set_fields` should remove."""
+
+    def __repr__(self) -> str:
+        return "DELETE"
+
+
+DELETE: Any = _Delete()
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """A file's text as read, with the digest that detects a later change."""
@@ -184,16 +194,27 @@ def set_fields(text: str, list_key: str, index: int, changes: Mapping[str, Any])
         # `- {a: 1, b: 2}`: rewrite the whole flow mapping (it holds no comments).
         current = yaml.safe_load(text[node.start_mark.index:node.end_mark.index])
         current.update(changes)
+        current = {k: v for k, v in current.items() if v is not DELETE}
         return text[: node.start_mark.index] + render_inline(current) + text[
             node.end_mark.index:]
     splices: list[tuple[int, int, str]] = []
     missing: dict[str, Any] = {}
     pairs = {k.value: (k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+    first_key = node.value[0][0] if node.value else None
     for key, value in changes.items():
         if key not in pairs:
-            missing[key] = value
+            if value is not DELETE:
+                missing[key] = value
             continue
         knode, vnode = pairs[key]
+        if value is DELETE:
+            line_start = text.rfind("\n", 0, knode.start_mark.index) + 1
+            if knode is not first_key and not text[line_start:knode.start_mark.index].strip():
+                # The key's own lines go, with a comment on its last line; others stay.
+                end = _line_end(text, max(_end(vnode), _end(knode)) - 1)
+                splices.append((line_start, end, ""))
+                continue
+            value = None  # the key shares the `- ` line: keep the line, empty the value
         if isinstance(vnode, yaml.ScalarNode) and vnode.value == "" and vnode.style is None:
             # `key:` with nothing after it: the empty node sits right after the colon.
             colon = text.index(":", _end(knode))
