@@ -274,3 +274,13 @@ def test_cohort_devices_and_offers(tmp_path: Path) -> None:
         assert s.active_transfer_devices() == [(CFID, 1)]
         s.end_transfer(t, "completed", now=7.0)
         assert s.active_transfer_devices() == []
+
+
+def test_import_devices_in_one_transaction(tmp_path: Path) -> None:
+    from matter_ota.store import DeviceRecord
+
+    with Store.open(tmp_path) as s:
+        n = s.import_devices(
+            DeviceRecord(CFID, node, 1, 2, 3, None, "production", 1.0, 2.0, "")
+            for node in range(1000))
+        assert n == 1000 and len(s.devices(vendor_id=1, product_id=2)) == 1000

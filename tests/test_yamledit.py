@@ -74,11 +74,15 @@ def test_append_item_after_last() -> None:
 @pytest.mark.parametrize(
     "text",
     ["", "# only a comment\n", "releases: []  # none yet\n", "releases:\n", "releases: null\n",
-     "other: 1  # keep\n", "other: 1"],
+     "other: 1  # keep\n", "other: 1", "releases:   # below\n# end\n", "releases: ~ # x",
+     "a: 1\nreleases:\nb: 2\n"],
 )
 def test_append_to_empty_shapes(text: str) -> None:
     out = yamledit.append_item(text, "releases", {"channel": "production", "n": 1})
     data = yaml.safe_load(out)
+    if "#" in text:  # the comment stays on its own line
+        first = text.splitlines()[0]
+        assert first.split("#")[1] in out.splitlines()[0]
     assert data["releases"] == [{"channel": "production", "n": 1}]
     assert _comments(out) == _comments(text)
     out2 = yamledit.append_item(out, "releases", {"channel": "beta", "n": 2})

@@ -274,8 +274,8 @@ class Console:
             raise OperationError(str(exc)) from None
         change = done[0]
         now = self.clock()
-        self.store.save_valid_config(str(self.releases_path), written.text, now)
-        self.store.audit(
+        self.store.record_transition(
+            file=str(self.releases_path), text=written.text,
             actor=self.actor, action=action, now=now, channel=key.channel,
             product=str(key.product),
             before=None if change.before is None else release_to_yaml(change.before),

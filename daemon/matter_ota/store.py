@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -442,6 +442,24 @@ class Store:
                 ),
             )
 
+    def import_devices(self, records: Iterable[DeviceRecord]) -> int:
+        """Insert or replace many ledger rows in one transaction (migration, fleet import,
+        benchmarks); returns how many."""
+        rows = [
+            (d.compressed_fabric_id.upper(), d.node_id, d.vendor_id, d.product_id,
+             d.software_version, d.hardware_version, d.channel, d.first_seen, d.last_seen,
+             d.last_result)
+            for d in records
+        ]
+        with self._write() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO devices (compressed_fabric_id, node_id, vendor_id,"
+                " product_id, software_version, hardware_version, channel, first_seen,"
+                " last_seen, last_result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
+
     def device(self, compressed_fabric_id: str, node_id: int) -> DeviceRecord | None:
         rows = self._read(
             "SELECT * FROM devices WHERE compressed_fabric_id = ? AND node_id = ?",
@@ -693,6 +711,34 @@ class Store:
     ) -> int:
         """Append one audit row; ``before``/``after`` are JSON-serialisable snapshots."""
         with self._write() as c:
+            cur = c.execute(
+                "INSERT INTO audit (at, actor, action, channel, product, before_json,"
+                " after_json, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (now, actor, action, channel, product, _json(before), _json(after), reason),
+            )
+        return int(cur.lastrowid or 0)
+
+    def record_transition(
+        self,
+        *,
+        file: str,
+        text: str,
+        actor: str,
+        action: str,
+        now: float,
+        channel: str,
+        product: str,
+        before: Any,
+        after: Any,
+        reason: str = "",
+    ) -> int:
+        """A release transition just written to ``file``: its audit row and the file's new
+        text as the last valid config, in one transaction."""
+        with self._write() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO last_valid_config (file, at, text) VALUES (?, ?, ?)",
+                (file, now, text),
+            )
             cur = c.execute(
                 "INSERT INTO audit (at, actor, action, channel, product, before_json,"
                 " after_json, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

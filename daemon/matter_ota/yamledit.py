@@ -255,12 +255,19 @@ def append_item(text: str, list_key: str, item: Mapping[str, Any]) -> str:
             f"{list_key!r} (line {key.start_mark.line + 1}) must be a list; "
             f"append by hand or make it a block list"
         )
-    # `releases: []`, `releases: null` or `releases:` -> a block list after the key's line.
-    start = _end(key)
-    colon = text.index(":", start)
-    end = seq.end_mark.index if seq.end_mark.index > colon else colon + 1
-    block = "\n" + render_block_item(item, key.start_mark.column + 2).rstrip("\n")
-    return text[: colon + 1] + block + text[end:]
+    # `releases: []`, `releases: null` or `releases:` -> a block list below the key's line,
+    # which keeps its comment.
+    colon = text.index(":", _end(key))
+    if is_null and seq.value == "":
+        start = end = colon + 1
+    else:
+        start, end = seq.start_mark.index, seq.end_mark.index
+    text = text[:start] + text[end:]
+    at = _line_end(text, colon)
+    block = render_block_item(item, key.start_mark.column + 2)
+    if at == len(text) and not text.endswith("\n"):
+        block = "\n" + block
+    return text[:at] + block + text[at:]
 
 
 # -- writing --------------------------------------------------------------------------------
