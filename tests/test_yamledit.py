@@ -240,3 +240,25 @@ def test_any_edit_with_deletes(changes: dict[str, Any]) -> None:
             item[k] = v
     assert yaml.safe_load(out) == expected
     assert out.startswith("# Releases of the kitchen fleet.") and "# trailing comment" in out
+
+
+_fragments = st.lists(st.sampled_from([
+    "releases:", " ", "\n", "  ", "- ", "a: 1", "{", "}", "[", "]", ",", "#c", "? ", ": ",
+    "&x ", "*x", "null", "'q'", '"d"', "|", "---", "...", "!!str ", "\t", "releases: []",
+    "- {a: 1}", "  - a: 1\n", "    b: 2\n",
+]), max_size=25).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_fragments, st.text(max_size=60)))
+def test_any_text_edits_or_raises_yamledit_error(text: str) -> None:
+    """Like a decoder: any input is edited correctly or refused with YamlEditError only."""
+    for edit in (lambda t: yamledit.set_fields(t, "releases", 0, {"a": 7}),
+                 lambda t: yamledit.append_item(t, "releases", {"a": 7})):
+        try:
+            out = edit(text)
+        except YamlEditError:
+            continue
+        data = yaml.safe_load(out)
+        assert isinstance(data["releases"], list)
+        assert any(isinstance(item, dict) and item.get("a") == 7 for item in data["releases"])

@@ -188,7 +188,27 @@ def _item(text: str, list_key: str, index: int) -> yaml.MappingNode:
 
 
 def set_fields(text: str, list_key: str, index: int, changes: Mapping[str, Any]) -> str:
-    """Set keys of ``list_key[index]`` to new values; only those values' text changes."""
+    """Set keys of ``list_key[index]`` to new values (:data:`DELETE` removes one); only
+    those values' text changes."""
+
+    node = _item(text, list_key, index)
+    # A deleted key that shares the `- ` line is emptied (null) rather than removed.
+    first = None if node.flow_style or not node.value else node.value[0][0].value
+
+    def expect(data: Any) -> None:
+        item = data[list_key][index]
+        for key, value in changes.items():
+            if value is not DELETE:
+                item[key] = value
+            elif key == first and key in item:
+                item[key] = None
+            else:
+                item.pop(key, None)
+
+    return _checked(text, _set_fields(text, list_key, index, changes), expect)
+
+
+def _set_fields(text: str, list_key: str, index: int, changes: Mapping[str, Any]) -> str:
     node = _item(text, list_key, index)
     if node.flow_style:
         # `- {a: 1, b: 2}`: rewrite the whole flow mapping (it holds no comments).
@@ -236,6 +256,14 @@ def set_fields(text: str, list_key: str, index: int, changes: Mapping[str, Any])
 
 def append_item(text: str, list_key: str, item: Mapping[str, Any]) -> str:
     """Add a mapping at the end of the ``list_key`` list, creating the list if needed."""
+
+    def expect(data: Any) -> None:
+        data[list_key] = [*(data.get(list_key) or []), dict(item)]
+
+    return _checked(text, _append_item(text, list_key, item), expect)
+
+
+def _append_item(text: str, list_key: str, item: Mapping[str, Any]) -> str:
     root = _compose(text)
     found = _find_list(root, list_key)
     if found is None:
@@ -268,6 +296,23 @@ def append_item(text: str, list_key: str, item: Mapping[str, Any]) -> str:
     if at == len(text) and not text.endswith("\n"):
         block = "\n" + block
     return text[:at] + block + text[at:]
+
+
+def _checked(old: str, new: str, expect: Callable[[Any], None]) -> str:
+    """``new`` if it means exactly ``old`` with the edit made, else YamlEditError: a layout
+    the splicer does not handle is refused, never written wrongly."""
+    try:
+        data = yaml.safe_load(old)
+        data = {} if data is None else data
+        expect(data)
+        ok = yaml.safe_load(new) == data
+    except (yaml.YAMLError, LookupError, TypeError, AttributeError):
+        ok = False
+    if not ok:
+        raise YamlEditError(
+            "cannot make this edit without disturbing the file's layout; edit it by hand"
+        )
+    return new
 
 
 # -- writing --------------------------------------------------------------------------------
