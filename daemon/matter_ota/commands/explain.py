@@ -23,7 +23,7 @@ from matter_ota.commands._console import open_console, usage_error
 from matter_ota.facts import build_state
 from matter_ota.policy.engine import decide
 from matter_ota.policy.model import BDX_SYNCHRONOUS, Decision, Device, Query, ReleaseState
-from matter_ota.store import Store
+from matter_ota.store import DeviceRecord, Store
 
 _CFID = re.compile(r"^(?:0x)?([0-9A-Fa-f]{16})$")
 
@@ -76,10 +76,19 @@ def resolve_fabric(text: str, store: Store) -> int:
     )
 
 
-def answer(state: ReleaseState, store: Store, fabric: int, fields: dict[str, Any],
+Ledger = dict[tuple[int, int], DeviceRecord]
+
+
+def ledger(store: Store) -> Ledger:
+    """Every known device by (compressed fabric id, node id), read once per run."""
+    return {(int(d.compressed_fabric_id, 16), d.node_id): d for d in store.devices()}
+
+
+def answer(state: ReleaseState, known: Ledger, fabric: int, fields: dict[str, Any],
            now: float) -> Decision:
+    """decide() for one device, with what the ledger knows of it (hardware version)."""
     node = fields["node"]
-    record = store.device(f"{fabric:016X}", node)
+    record = known.get((fabric, node))
     hardware = fields.get("hardware_version")
     if hardware is None and record is not None:
         hardware = record.hardware_version
@@ -161,8 +170,9 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"no valid {console.releases_path.name} to explain from")
         state = build_state(console.provider, releases, console.store)
         fabric = resolve_fabric(args.fabric, console.store)
+        known = ledger(console.store)
         if args.nodes_from is None:
-            decision = answer(state, console.store, fabric, defaults, now)
+            decision = answer(state, known, fabric, defaults, now)
             if args.json:
                 print(json.dumps(as_json(args.node, decision)))
             else:
@@ -172,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
                       f"{decision.status.label}{version}: {decision.reason}")
             return 0
         fabrics: dict[str, int] = {}
-        out = sys.stdout
+        batch: list[str] = []
         try:
             for fields in _lines(args.nodes_from, defaults):
                 text: str | None = fields.get("fabric")
@@ -181,9 +191,16 @@ def run(args: argparse.Namespace) -> int:
                     if text not in fabrics:
                         fabrics[text] = resolve_fabric(text, console.store)
                     f = fabrics[text]
-                out.write(json.dumps(as_json(fields["node"],
-                                             answer(state, console.store, f, fields, now))))
-                out.write("\n")
+                decision = answer(state, known, f, fields, now)
+                batch.append(json.dumps(as_json(fields["node"], decision)))
+                if len(batch) >= _BATCH:  # stream, but not one write per device
+                    sys.stdout.write("\n".join(batch) + "\n")
+                    batch.clear()
         except OSError as exc:
             raise CliError(f"{args.nodes_from}: {exc.strerror}") from None
+        if batch:
+            sys.stdout.write("\n".join(batch) + "\n")
     return 0
+
+
+_BATCH = 512
