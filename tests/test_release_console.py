@@ -462,3 +462,49 @@ def test_cli_and_daemon_writer_share_the_store(site: Site) -> None:
         assert len(cli_rows) == 6
         assert sum(1 for e in store.history() if e.actor == "daemon") > 0
     assert site.row()["rollout_percent"] == 20
+
+
+def test_daemon_reload_loop_with_store_reporting(site: Site) -> None:
+    """The daemon's wiring on the real clock: a CLI edit is live within 2 s; a bad hand edit
+    is logged, recorded in the store and shown by `releases`; repairing it clears that."""
+    import anyio
+
+    from matter_ota.reload import config_watcher, store_reporting, watch
+
+    site.run("release", "--channel", "production", "--image", str(site.image(2)),
+             "--percent", "10")
+    applied: list[tuple[float, int]] = []
+
+    async def daemon() -> None:
+        with Store.open(site.state) as store:
+            watcher = config_watcher(site.provider, time.monotonic())
+            on_invalid, on_valid = store_reporting(store, watcher)
+
+            def apply(config: Any) -> None:
+                applied.append((time.monotonic(), config.releases.releases[0].rollout_percent))
+
+            async def wait_for(condition: Any) -> None:
+                with anyio.fail_after(2.0):
+                    while not condition():
+                        await anyio.sleep(0.05)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(lambda: watch(watcher, apply, on_invalid=on_invalid,
+                                            on_valid=on_valid))
+                await anyio.sleep(0.2)
+                t0 = time.monotonic()
+                await anyio.to_thread.run_sync(
+                    lambda: site.run("increase", "--channel", "production", "--percent", "25"))
+                await wait_for(lambda: applied)
+                assert applied[-1][1] == 25 and applied[-1][0] - t0 < 2.0
+                good = site.releases.read_text()
+                site.releases.write_text(good.replace("rollout_percent: 25", "rollout_percent: x"))
+                await wait_for(lambda: store.config_warnings())
+                _, err = await anyio.to_thread.run_sync(lambda: site.run("releases"))
+                assert "seen by the daemon" in err and "rollout_percent" in err
+                assert store.last_valid_config(str(site.releases)) == good
+                site.releases.write_text(good)
+                await wait_for(lambda: not store.config_warnings())
+                tg.cancel_scope.cancel()
+
+    anyio.run(daemon)
