@@ -508,3 +508,21 @@ def test_daemon_reload_loop_with_store_reporting(site: Site) -> None:
                 tg.cancel_scope.cancel()
 
     anyio.run(daemon)
+
+
+def test_explain_uses_ledger_hardware_version(site: Site) -> None:
+    site.run("release", "--channel", "production", "--image", str(site.image(2)),
+             "--percent", "100")
+    text = site.releases.read_text().replace("    rollout_percent: 100",
+                                             "    rollout_percent: 100\n    hardware_versions: [5]")
+    site.releases.write_text(text)
+    with Store.open(site.state) as store:
+        store.record_query(compressed_fabric_id=CFID, node_id=3, vendor_id=0xFFF1,
+                           product_id=0x8001, software_version=1, hardware_version=3,
+                           channel="production", result="", now=1.0)
+    args = ("explain", "--fabric", CFID, "--node", "3", "--vendor-id", "0xFFF1",
+            "--product-id", "0x8001", "--version", "1", "--json")
+    out, _ = site.run(*args)
+    assert "reports 3" in json.loads(out)["reason"]
+    out, _ = site.run(*args, "--hardware-version", "5")
+    assert json.loads(out)["status"] == "UpdateAvailable"

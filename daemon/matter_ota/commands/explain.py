@@ -23,7 +23,7 @@ from matter_ota.commands._console import open_console, usage_error
 from matter_ota.facts import build_state
 from matter_ota.policy.engine import decide
 from matter_ota.policy.model import BDX_SYNCHRONOUS, Decision, Device, Query, ReleaseState
-from matter_ota.store import DeviceRecord, Store
+from matter_ota.store import Store
 
 _CFID = re.compile(r"^(?:0x)?([0-9A-Fa-f]{16})$")
 
@@ -76,22 +76,21 @@ def resolve_fabric(text: str, store: Store) -> int:
     )
 
 
-Ledger = dict[tuple[int, int], DeviceRecord]
+Ledger = dict[tuple[int, int], int]
 
 
 def ledger(store: Store) -> Ledger:
-    """Every known device by (compressed fabric id, node id), read once per run."""
-    return {(int(d.compressed_fabric_id, 16), d.node_id): d for d in store.devices()}
+    """The hardware version the ledger knows per (compressed fabric id, node id), read once."""
+    return {(int(cfid, 16), node): hw for (cfid, node), hw in store.hardware_versions().items()}
 
 
 def answer(state: ReleaseState, known: Ledger, fabric: int, fields: dict[str, Any],
            now: float) -> Decision:
-    """decide() for one device, with what the ledger knows of it (hardware version)."""
+    """decide() for one device; a hardware version not given comes from the ledger."""
     node = fields["node"]
-    record = known.get((fabric, node))
     hardware = fields.get("hardware_version")
-    if hardware is None and record is not None:
-        hardware = record.hardware_version
+    if hardware is None:
+        hardware = known.get((fabric, node))
     device = Device(fabric=fabric, node=node, vendor_id=fields["vendor_id"],
                     product_id=fields["product_id"], current_version=fields["version"],
                     hardware_version=hardware)
