@@ -526,3 +526,29 @@ def test_explain_uses_ledger_hardware_version(site: Site) -> None:
     assert "reports 3" in json.loads(out)["reason"]
     out, _ = site.run(*args, "--hardware-version", "5")
     assert json.loads(out)["status"] == "UpdateAvailable"
+
+
+@pytest.mark.parametrize(("answer", "switched"), [("y\n", True), ("n\n", False), ("\n", False)])
+def test_source_asks_on_a_terminal(site: Site, answer: str, switched: bool) -> None:
+    """On a TTY, `source` asks; only yes switches. (The real CLI in a child on a pty.)"""
+    import pty
+
+    site.run("release", "--channel", "production", "--image", str(site.image(2)),
+             "--percent", "10")
+    master, slave = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(DAEMON_DIR)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "matter_ota.cli", "source", "--channel", "production", "dcl",
+         "--config", str(site.provider), "--state-dir", str(site.state)],
+        stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    os.close(slave)
+    try:
+        os.write(master, answer.encode())
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(master)
+    assert "Switch channel 'production' to dcl?" in err
+    assert (proc.returncode == 0) is switched
+    assert (site.row()["source"] == "dcl") is switched
+    if not switched:
+        assert "not confirmed" in err
