@@ -550,5 +550,7 @@ def test_source_asks_on_a_terminal(site: Site, answer: str, switched: bool) -> N
     assert "Switch channel 'production' to dcl?" in err
     assert (proc.returncode == 0) is switched
     assert (site.row()["source"] == "dcl") is switched
-    if not switched:
-        assert "not confirmed" in err
+    if switched:
+        assert "source dcl: production/FFF1:8001: LIVE" in out
+    else:
+        assert "not confirmed" in err and out == ""
