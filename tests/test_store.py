@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from matter_ota import store as store_mod
-from matter_ota.store import Fabric, Store, StoreError
+from matter_ota.store import Fabric, Store, StoreError, schema
 
 DAEMON_DIR = Path(__file__).resolve().parent.parent / "daemon"
 CFID = "2906C908D115D362"
@@ -51,10 +51,10 @@ def test_migration_steps_apply_in_order(
 ) -> None:
     Store.open(tmp_path).close()
     step = ("CREATE TABLE extra (x INTEGER)",)
-    monkeypatch.setattr(store_mod, "MIGRATIONS", (*store_mod.MIGRATIONS, step))
-    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", len(store_mod.MIGRATIONS))
+    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, step))
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", len(schema.MIGRATIONS))
     with Store.open(tmp_path) as s:
-        assert s.schema_version() == len(store_mod.MIGRATIONS)
+        assert s.schema_version() == len(schema.MIGRATIONS)
         assert s._read("SELECT count(*) FROM extra")[0][0] == 0
 
 

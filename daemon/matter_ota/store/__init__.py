@@ -15,12 +15,11 @@ Durability and concurrency choices:
 * Writes run in short ``BEGIN IMMEDIATE`` transactions: the write lock is taken up front, so
   two processes never both hold a read snapshot and then fail to upgrade it (SQLITE_BUSY
   mid-transaction). ``busy_timeout`` lets a writer wait for the other one instead of failing.
-* The schema is versioned with ``PRAGMA user_version`` and upgraded by :data:`MIGRATIONS`, one
+* The schema is versioned with ``PRAGMA user_version`` and upgraded by :data:`schema.MIGRATIONS`, one
   transaction per step; a database newer than this code is refused, never touched.
 
 All times are POSIX seconds (``float``) passed in by the caller, so tests step time by hand.
 """
-
 from __future__ import annotations
 
 import json
@@ -28,237 +27,47 @@ import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DB_NAME = "state.sqlite3"
-BUSY_TIMEOUT_MS = 10_000
-
-# UpdateToken length: the spec allows 8..32 bytes (11.20.6.5.1); 16 random bytes are
-# unguessable (128 bits) and leave room in the response.
-TOKEN_BYTES = 16
-
-OUTCOME_STATES = ("offered", "downloading", "applied", "failed")
-TRANSFER_STATES = ("active", "completed", "aborted", "failed")
-
-# Each migration is a list of statements run in one transaction; index i upgrades the schema
-# from user_version i to i + 1. Never edit a released step: append a new one.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE fabrics (
-            fabric_index INTEGER PRIMARY KEY CHECK (fabric_index BETWEEN 1 AND 254),
-            compressed_fabric_id TEXT NOT NULL UNIQUE
-                CHECK (length(compressed_fabric_id) = 16),
-            label TEXT NOT NULL DEFAULT '',
-            root_public_key BLOB,
-            node_id INTEGER NOT NULL,
-            added_at REAL NOT NULL
-        )""",
-        """CREATE TABLE devices (
-            compressed_fabric_id TEXT NOT NULL CHECK (length(compressed_fabric_id) = 16),
-            node_id INTEGER NOT NULL,
-            vendor_id INTEGER NOT NULL,
-            product_id INTEGER NOT NULL,
-            software_version INTEGER NOT NULL,
-            hardware_version INTEGER,
-            channel TEXT,
-            first_seen REAL NOT NULL,
-            last_seen REAL NOT NULL,
-            last_result TEXT NOT NULL DEFAULT '',
-            PRIMARY KEY (compressed_fabric_id, node_id)
-        )""",
-        "CREATE INDEX devices_by_product ON devices (vendor_id, product_id, channel)",
-        """CREATE TABLE tokens (
-            token BLOB PRIMARY KEY,
-            compressed_fabric_id TEXT NOT NULL,
-            node_id INTEGER NOT NULL,
-            software_version INTEGER NOT NULL,
-            issued_at REAL NOT NULL,
-            expires_at REAL NOT NULL,
-            FOREIGN KEY (compressed_fabric_id, node_id)
-                REFERENCES devices (compressed_fabric_id, node_id) ON DELETE CASCADE
-        )""",
-        "CREATE INDEX tokens_by_expiry ON tokens (expires_at)",
-        """CREATE TABLE transfers (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            compressed_fabric_id TEXT NOT NULL,
-            node_id INTEGER NOT NULL,
-            channel TEXT NOT NULL,
-            vendor_id INTEGER NOT NULL,
-            product_id INTEGER NOT NULL,
-            software_version INTEGER NOT NULL,
-            state TEXT NOT NULL
-                CHECK (state IN ('active', 'completed', 'aborted', 'failed')),
-            offset_bytes INTEGER NOT NULL DEFAULT 0,
-            total_bytes INTEGER NOT NULL,
-            started_at REAL NOT NULL,
-            ended_at REAL,
-            reason TEXT NOT NULL DEFAULT '',
-            FOREIGN KEY (compressed_fabric_id, node_id)
-                REFERENCES devices (compressed_fabric_id, node_id) ON DELETE CASCADE
-        )""",
-        "CREATE INDEX transfers_active ON transfers (state)",
-        """CREATE TABLE outcomes (
-            channel TEXT NOT NULL,
-            vendor_id INTEGER NOT NULL,
-            product_id INTEGER NOT NULL,
-            software_version INTEGER NOT NULL,
-            compressed_fabric_id TEXT NOT NULL,
-            node_id INTEGER NOT NULL,
-            state TEXT NOT NULL
-                CHECK (state IN ('offered', 'downloading', 'applied', 'failed')),
-            updated_at REAL NOT NULL,
-            reason TEXT NOT NULL DEFAULT '',
-            PRIMARY KEY (channel, vendor_id, product_id, software_version,
-                         compressed_fabric_id, node_id)
-        )""",
-        """CREATE TABLE audit (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            at REAL NOT NULL,
-            actor TEXT NOT NULL,
-            action TEXT NOT NULL,
-            channel TEXT NOT NULL DEFAULT '',
-            product TEXT NOT NULL DEFAULT '',
-            before_json TEXT,
-            after_json TEXT,
-            reason TEXT NOT NULL DEFAULT ''
-        )""",
-        """CREATE TABLE auto_stops (
-            channel TEXT NOT NULL,
-            product TEXT NOT NULL,
-            software_version INTEGER NOT NULL,
-            at REAL NOT NULL,
-            reason TEXT NOT NULL,
-            PRIMARY KEY (channel, product, software_version)
-        )""",
-        """CREATE TABLE config_status (
-            file TEXT PRIMARY KEY,
-            at REAL NOT NULL,
-            line INTEGER,
-            reason TEXT NOT NULL
-        )""",
-        """CREATE TABLE cohort_offers (
-            channel TEXT NOT NULL,
-            vendor_id INTEGER NOT NULL,
-            product_id INTEGER NOT NULL,
-            cohort_seed TEXT NOT NULL,
-            compressed_fabric_id TEXT NOT NULL,
-            node_id INTEGER NOT NULL,
-            at REAL NOT NULL,
-            PRIMARY KEY (channel, vendor_id, product_id, cohort_seed, compressed_fabric_id,
-                         node_id)
-        )""",
-        """CREATE TABLE last_valid_config (
-            file TEXT PRIMARY KEY,
-            at REAL NOT NULL,
-            text TEXT NOT NULL
-        )""",
-    ),
+from matter_ota.store import schema
+from matter_ota.store.records import (
+    AuditEntry,
+    ConfigWarning,
+    DeviceRecord,
+    Fabric,
+    OutcomeCounts,
+    TokenRecord,
+    Transfer,
+    format_cfid,
 )
-SCHEMA_VERSION = len(MIGRATIONS)
+from matter_ota.store.schema import (
+    BUSY_TIMEOUT_MS,
+    DB_NAME,
+    OUTCOME_STATES,
+    SCHEMA_VERSION,
+    TOKEN_BYTES,
+    TRANSFER_STATES,
+)
+
+__all__ = [
+    "DB_NAME",
+    "SCHEMA_VERSION",
+    "AuditEntry",
+    "ConfigWarning",
+    "DeviceRecord",
+    "Fabric",
+    "OutcomeCounts",
+    "Store",
+    "StoreError",
+    "TokenRecord",
+    "Transfer",
+    "format_cfid",
+]
 
 
 class StoreError(Exception):
     """The state store cannot be opened or used (corrupt, newer schema, locked too long)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Fabric:
-    """A fabric the provider node has joined (filled in by the node's commissioning)."""
-
-    fabric_index: int
-    compressed_fabric_id: str  # 16 upper-case hex digits
-    label: str
-    root_public_key: bytes | None
-    node_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceRecord:
-    """One OTA requestor as the provider last saw it."""
-
-    compressed_fabric_id: str
-    node_id: int
-    vendor_id: int
-    product_id: int
-    software_version: int
-    hardware_version: int | None
-    channel: str | None
-    first_seen: float
-    last_seen: float
-    last_result: str
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRecord:
-    """An UpdateToken handed out in a QueryImageResponse, bound to one device."""
-
-    token: bytes
-    compressed_fabric_id: str
-    node_id: int
-    software_version: int
-    issued_at: float
-    expires_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Transfer:
-    """One BDX transfer of an image to a device."""
-
-    id: int
-    compressed_fabric_id: str
-    node_id: int
-    channel: str
-    vendor_id: int
-    product_id: int
-    software_version: int
-    state: str
-    offset_bytes: int
-    total_bytes: int
-    started_at: float
-    ended_at: float | None
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """One row of the audit log: who changed what, with the state before and after."""
-
-    id: int
-    at: float
-    actor: str
-    action: str
-    channel: str
-    product: str
-    before: Any
-    after: Any
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class OutcomeCounts:
-    """How many devices are at each stage of one release."""
-
-    offered: int = 0
-    downloading: int = 0
-    applied: int = 0
-    failed: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigWarning:
-    """The last refused edit of a config file (cleared when the file loads again)."""
-
-    file: str
-    at: float
-    line: int | None
-    reason: str
-
-
-def format_cfid(value: int) -> str:
-    """A compressed fabric id as the 16 upper-case hex digits used everywhere."""
-    return f"{value:016X}"
 
 
 class Store:
@@ -314,18 +123,18 @@ class Store:
 
     def _migrate(self) -> None:
         version = self.schema_version()
-        if version > SCHEMA_VERSION:
+        if version > schema.SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path}: schema version {version} is newer than this program "
-                f"({SCHEMA_VERSION}); upgrade matter-ota"
+                f"({schema.SCHEMA_VERSION}); upgrade matter-ota"
             )
-        while version < SCHEMA_VERSION:
+        while version < schema.SCHEMA_VERSION:
             with self._write():
                 # Re-read inside the write lock: another process may have migrated meanwhile.
                 version = self.schema_version()
-                if version >= SCHEMA_VERSION:
+                if version >= schema.SCHEMA_VERSION:
                     break
-                for statement in MIGRATIONS[version]:
+                for statement in schema.MIGRATIONS[version]:
                     self._conn.execute(statement)
                 self._conn.execute(f"PRAGMA user_version = {version + 1}")
             version = self.schema_version()
