@@ -15,8 +15,9 @@ Durability and concurrency choices:
 * Writes run in short ``BEGIN IMMEDIATE`` transactions: the write lock is taken up front, so
   two processes never both hold a read snapshot and then fail to upgrade it (SQLITE_BUSY
   mid-transaction). ``busy_timeout`` lets a writer wait for the other one instead of failing.
-* The schema is versioned with ``PRAGMA user_version`` and upgraded by :data:`schema.MIGRATIONS`, one
-  transaction per step; a database newer than this code is refused, never touched.
+* The schema is versioned with ``PRAGMA user_version`` and upgraded by
+  :data:`schema.MIGRATIONS`, one transaction per step; a database newer than this code is
+  refused, never touched.
 
 All times are POSIX seconds (``float``) passed in by the caller, so tests step time by hand.
 """
