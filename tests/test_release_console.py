@@ -554,3 +554,64 @@ def test_source_asks_on_a_terminal(site: Site, answer: str, switched: bool) -> N
         assert "source dcl: production/FFF1:8001: LIVE" in out
     else:
         assert "not confirmed" in err and out == ""
+
+
+def _daemon_console(site: Site, clock: float | None = None) -> Any:
+    from matter_ota.config import load_provider
+    from matter_ota.operations import Console
+
+    store = Store.open(site.state)
+    return Console(load_provider(site.provider), store, actor="daemon",
+                   **({"clock": lambda: clock} if clock is not None else {}))
+
+
+def test_daemon_auto_stop_shows_in_table_history_and_explain(site: Site) -> None:
+    from matter_ota.policy.model import Product, ReleaseKey
+
+    site.run("release", "--channel", "production", "--image", str(site.image(2)),
+             "--percent", "50")
+    console = _daemon_console(site)
+    try:
+        console.auto_stop(ReleaseKey("production", Product(0xFFF1, 0x8001)),
+                          "6 of 20 updates failed")
+    finally:
+        console.store.close()
+    assert site.row()["status"] == "INACTIVE"
+    out, _ = site.run("releases")
+    assert "auto-stop: 6 of 20 updates failed" in out
+    out, _ = site.run("history", "--json")
+    last = json.loads(out.splitlines()[-1])
+    assert (last["actor"], last["action"], last["reason"]) == (
+        "daemon", "auto-stop", "6 of 20 updates failed")
+    answers = site.explain()
+    assert "auto-stop: 6 of 20 updates failed" in answers[1]["reason"]
+    # An operator's resume brings the same devices back.
+    site.run("resume", "--channel", "production")
+    assert site.row()["status"] == "LIVE"
+
+
+def test_daemon_ramp_step(site: Site) -> None:
+    from matter_ota.policy.model import OutcomeCounts, Product, ReleaseKey
+
+    site.run("release", "--channel", "production", "--image", str(site.image(2)),
+             "--percent", "10")
+    text = site.releases.read_text().replace(
+        "    rollout_percent: 10",
+        "    rollout_percent: 10\n    ramp:   # staged\n      - {percent: 50, after: 1h}")
+    site.releases.write_text(text)
+    released = time.time()
+    key = ReleaseKey("production", Product(0xFFF1, 0x8001))
+    early = _daemon_console(site, clock=released + 60)
+    try:
+        assert early.advance_ramp(key, OutcomeCounts()) is None
+    finally:
+        early.store.close()
+    late = _daemon_console(site, clock=released + 3700)
+    try:
+        change = late.advance_ramp(key, OutcomeCounts(offered=20, applied=20))
+    finally:
+        late.store.close()
+    assert change is not None and change.after.rollout_percent == 50
+    assert site.row()["rollout_percent"] == 50 and "# staged" in site.releases.read_text()
+    out, _ = site.run("history", "--json")
+    assert json.loads(out.splitlines()[-1])["action"] == "ramp"

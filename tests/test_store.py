@@ -152,15 +152,12 @@ def test_audit_log_order_and_json(tmp_path: Path) -> None:
         assert [r.channel for r in s.history(channel="beta")] == ["beta"]
 
 
-def test_config_warnings_and_auto_stop(tmp_path: Path) -> None:
+def test_config_warnings(tmp_path: Path) -> None:
     with Store.open(tmp_path) as s:
         s.set_config_warning("releases.yaml", 4, "bad percent", now=1.0)
         assert s.config_warnings()[0].line == 4
         s.clear_config_warnings()
         assert s.config_warnings() == []
-        s.record_auto_stop("production", "FFF1:8001", 2, "failures 6/20 > 10%", now=1.0)
-        assert s.auto_stop_reason("production", "FFF1:8001", 2) == "failures 6/20 > 10%"
-        assert s.auto_stop_reason("production", "FFF1:8001", 3) is None
 
 
 def test_two_connections_write_concurrently(tmp_path: Path) -> None:

@@ -37,8 +37,15 @@ from matter_ota.config import (
     release_to_yaml,
 )
 from matter_ota.ota_image import OtaImageError, OtaImageHeader, verify_image
-from matter_ota.policy import transitions
-from matter_ota.policy.model import DEFAULT_CHANNEL, Product, Release, ReleaseKey, Source
+from matter_ota.policy import engine, transitions
+from matter_ota.policy.model import (
+    DEFAULT_CHANNEL,
+    OutcomeCounts,
+    Product,
+    Release,
+    ReleaseKey,
+    Source,
+)
 from matter_ota.store import Store
 from matter_ota.yamlnodes import ConfigError
 
@@ -243,9 +250,35 @@ class Console:
             changes.append(self._apply(f"source {to.value}", ReleaseKey(channel, p), transition))
         return changes
 
+    # -- the daemon's automatic transitions ------------------------------------------------
+
+    def auto_stop(self, key: ReleaseKey, reason: str) -> Change:
+        """Failures crossed the release's threshold: INACTIVE, with the reason recorded in
+        the YAML (shown by `releases`) and the audit log."""
+        return self._apply(
+            "auto-stop", key, lambda r: transitions.auto_stop(r, reason=reason, now=self.now()),
+            reason=reason)
+
+    def advance_ramp(self, key: ReleaseKey, counts: OutcomeCounts) -> Change | None:
+        """Move a staged ramp to its next step if that step is due (None when not)."""
+        current = self.current().get(key.channel, key.product)
+        if current is None or engine.advance_ramp(current, counts, self.now()) is None:
+            return None
+
+        def step(release: Release | None) -> Release:
+            after = None if release is None else engine.advance_ramp(release, counts,
+                                                                     self.now())
+            if after is None:  # the file changed meanwhile and the step is no longer due
+                raise OperationError(f"{key}: the ramp step is no longer due")
+            return after
+
+        return self._apply("ramp", key, step, reason="ramp step due, failures under threshold")
+
     # -- the machinery ----------------------------------------------------------------------
 
-    def _apply(self, action: str, key: ReleaseKey, transition: Transition) -> Change:
+    def _apply(
+        self, action: str, key: ReleaseKey, transition: Transition, *, reason: str = ""
+    ) -> Change:
         done: list[Change] = []
 
         def transform(snap: yamledit.Snapshot) -> str:
@@ -279,7 +312,7 @@ class Console:
             actor=self.actor, action=action, now=now, channel=key.channel,
             product=str(key.product),
             before=None if change.before is None else release_to_yaml(change.before),
-            after=release_to_yaml(change.after),
+            after=release_to_yaml(change.after), reason=reason,
         )
         return change
 

@@ -493,26 +493,6 @@ class Store:
         )
         return [(str(r[0]), int(r[1])) for r in rows]
 
-    # -- auto-stop ------------------------------------------------------------------------
-
-    def record_auto_stop(
-        self, channel: str, product: str, software_version: int, reason: str, now: float
-    ) -> None:
-        with self._write() as c:
-            c.execute(
-                "INSERT OR REPLACE INTO auto_stops (channel, product, software_version, at,"
-                " reason) VALUES (?, ?, ?, ?, ?)",
-                (channel, product, software_version, now, reason),
-            )
-
-    def auto_stop_reason(self, channel: str, product: str, software_version: int) -> str | None:
-        rows = self._read(
-            "SELECT reason FROM auto_stops WHERE channel = ? AND product = ? AND"
-            " software_version = ?",
-            (channel, product, software_version),
-        )
-        return str(rows[0][0]) if rows else None
-
     # -- audit log ------------------------------------------------------------------------
 
     def audit(

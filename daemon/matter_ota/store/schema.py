@@ -94,14 +94,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             after_json TEXT,
             reason TEXT NOT NULL DEFAULT ''
         )""",
-        """CREATE TABLE auto_stops (
-            channel TEXT NOT NULL,
-            product TEXT NOT NULL,
-            software_version INTEGER NOT NULL,
-            at REAL NOT NULL,
-            reason TEXT NOT NULL,
-            PRIMARY KEY (channel, product, software_version)
-        )""",
         """CREATE TABLE config_status (
             file TEXT PRIMARY KEY,
             at REAL NOT NULL,
