@@ -615,3 +615,29 @@ def test_daemon_ramp_step(site: Site) -> None:
     assert site.row()["rollout_percent"] == 50 and "# staged" in site.releases.read_text()
     out, _ = site.run("history", "--json")
     assert json.loads(out.splitlines()[-1])["action"] == "ramp"
+
+
+def test_concurrent_cli_edits_all_land(site: Site) -> None:
+    """Several `matter-ota release` processes at once: the lock and the re-read on change
+    serialise them; every release lands, no edit is lost."""
+    env = {**os.environ, "PYTHONPATH": str(DAEMON_DIR)}
+    jobs = [("production", site.image(2, product_id=pid)) for pid in (0x8001, 0x8002, 0x8003)]
+    jobs.append(("beta", site.image(2, product_id=0x8001)))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "matter_ota.cli", "release", "--channel", channel,
+             "--image", str(image), "--percent", "10", "--config", str(site.provider),
+             "--state-dir", str(site.state)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for channel, image in jobs
+    ]
+    for proc in procs:
+        _out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    rows = site.yaml()["releases"]
+    assert sorted((r["channel"], r["product"]) for r in rows) == [
+        ("beta", "FFF1:8001"), ("production", "FFF1:8001"), ("production", "FFF1:8002"),
+        ("production", "FFF1:8003")]
+    assert site.releases.read_text().startswith("# Kitchen lights.")
+    out, _ = site.run("history", "--json")
+    assert len(out.splitlines()) == 4

@@ -173,7 +173,7 @@ class Console:
     ) -> Change:
         """Release an image file: to a new set of devices (new seed) or the same set."""
         self.check_channel(channel)
-        header = self._verify_image(image)
+        name, header = self._import_image(image)
         image_product = Product(header.vendor_id, header.product_id)
         if product is not None and product != image_product:
             raise OperationError(
@@ -192,7 +192,6 @@ class Console:
             )
         if not same_set and percent is None:
             raise OperationError("a release to a new set of devices needs --percent N (1-100)")
-        name = self._import_image(image, header)
         version = header.software_version
 
         def transition(current: Release | None) -> Release:
@@ -326,46 +325,57 @@ class Console:
                 "was changed"
             ) from None
 
-    def _verify_image(self, image: Path) -> OtaImageHeader:
+    def _verify_image(self, image: Path, shown: Path | None = None) -> OtaImageHeader:
+        name = shown or image
         try:
             return verify_image(image)
         except OtaImageError as exc:
-            raise OperationError(f"{image}: not a valid OTA image: {exc}") from None
+            raise OperationError(f"{name}: not a valid OTA image: {exc}") from None
         except OSError as exc:
-            raise OperationError(f"{image}: cannot read: {exc.strerror}") from None
+            raise OperationError(f"{name}: cannot read: {exc.strerror}") from None
 
-    def _import_image(self, image: Path, header: OtaImageHeader) -> str:
-        """The image's name in the firmware folder, copying it there if it is elsewhere."""
+    def _import_image(self, image: Path) -> tuple[str, OtaImageHeader]:
+        """Verify the image and place it in the firmware folder; its name there and header.
+
+        An image from elsewhere is copied to a temporary file there and the *copy* is
+        verified (what will be served is what was checked), then linked under its name: an
+        identical file already there is reused, a different one refused, never replaced.
+        """
         firmware = self.provider.firmware_dir
         source = image.resolve()
         if source.parent == firmware.resolve():
-            return source.name
+            return source.name, self._verify_image(source)
+        if not source.is_file():
+            raise OperationError(f"{image}: cannot read: no such file")
         if not _valid_image_name(source.name):
             raise OperationError(f"{image.name!r} cannot be a file name in {firmware}")
         target = firmware / source.name
-        if target.exists():
-            if _sha256(target) == _sha256(source):
-                return source.name
-            raise OperationError(
-                f"{target} exists with different content; rename {image.name} (e.g. with its "
-                f"version, {header.software_version}) and release again"
-            )
         try:
             firmware.mkdir(parents=True, exist_ok=True)
             fd, tmp_name = tempfile.mkstemp(prefix=f".{source.name}.", dir=firmware)
+        except OSError as exc:
+            raise OperationError(f"cannot write into {firmware}: {exc.strerror}") from None
+        tmp = Path(tmp_name)
+        try:
             with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
                 shutil.copyfileobj(src, out, 1 << 20)
                 out.flush()
                 os.fsync(out.fileno())
-            os.chmod(tmp_name, 0o644)
-            os.link(tmp_name, target)  # fails rather than replace a file created meanwhile
-            os.unlink(tmp_name)
-        except FileExistsError:
-            os.unlink(tmp_name)
-            raise OperationError(f"{target} appeared while copying; release again") from None
+            header = self._verify_image(tmp, shown=image)
+            os.chmod(tmp, 0o644)
+            try:
+                os.link(tmp, target)  # never replaces a file that is there
+            except FileExistsError:
+                if _sha256(target) != _sha256(tmp):
+                    raise OperationError(
+                        f"{target} exists with different content; rename {image.name} (e.g. "
+                        f"with its version, {header.software_version}) and release again"
+                    ) from None
         except OSError as exc:
             raise OperationError(f"cannot copy {image} into {firmware}: {exc}") from None
-        return source.name
+        finally:
+            tmp.unlink(missing_ok=True)
+        return source.name, header
 
 
 def _is_percent(value: object) -> bool:
