@@ -289,3 +289,13 @@ def test_hardware_versions(tmp_path: Path) -> None:
         s.record_query(compressed_fabric_id=CFID, node_id=2, vendor_id=1, product_id=2,
                        software_version=1, hardware_version=7, channel=None, result="", now=1.0)
         assert s.hardware_versions() == {(CFID, 2): 7}
+
+
+def test_failed_write_rolls_back_and_is_a_store_error(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as s:
+        with pytest.raises(StoreError, match="write failed"), s._write() as c:
+            c.execute("INSERT INTO audit (at, actor, action) VALUES (1, 'a', 'b')")
+            c.execute("INSERT INTO no_such_table VALUES (1)")
+        assert s.history() == []  # the first insert was rolled back
+        s.audit(actor="a", action="after", now=2.0)  # and the connection still works
+        assert [e.action for e in s.history()] == ["after"]

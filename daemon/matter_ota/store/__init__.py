@@ -159,14 +159,19 @@ class Store:
             raise StoreError(f"{self.path}: cannot start a write: {exc}") from exc
         try:
             yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        try:
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
+            self._rollback()
+            raise StoreError(f"{self.path}: write failed: {exc}") from exc
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _rollback(self) -> None:
+        # SQLite may have rolled back by itself (disk full, I/O error): then there is nothing
+        # to undo, and ROLLBACK would raise and hide the first error.
+        if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
-            raise StoreError(f"{self.path}: commit failed: {exc}") from exc
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
         try:
