@@ -641,3 +641,17 @@ def test_concurrent_cli_edits_all_land(site: Site) -> None:
     assert site.releases.read_text().startswith("# Kitchen lights.")
     out, _ = site.run("history", "--json")
     assert len(out.splitlines()) == 4
+
+
+def test_source_on_a_channel_without_releases(site: Site) -> None:
+    _, err = site.run("source", "--channel", "beta", "dcl", "--yes", code=1)
+    assert "no release yet" in err and "--product" in err
+    out, _ = site.run("source", "--channel", "beta", "dcl", "--yes", "--product", "FFF1:8001",
+                      "--percent", "25")
+    assert "LIVE, 25 %" in out and "images from the DCL" in out
+    row = site.row()
+    assert (row["channel"], row["source"], row["rollout_percent"]) == ("beta", "dcl", 25)
+    _, err = site.run("source", "--channel", "beta", "dcl", "--yes", code=1)
+    assert "follows the DCL" in err
+    _, err = site.run("source", "--channel", "nightly", "dcl", "--yes", code=1)
+    assert "unknown channel" in err
