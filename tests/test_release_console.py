@@ -217,6 +217,7 @@ def test_the_seed_walk(site: Site) -> None:
     _, err = site.run("release", "--channel", "production", "--image", str(site.image(5)),
                       "--same-set", code=1)
     assert "read-only" in err
+    assert not (site.root / "firmware" / site.image(5).name).exists()  # refused: not copied
 
     # 8. Back to local: the DCL release stops.
     site.run("source", "--channel", "production", "local", "--yes")
@@ -302,6 +303,8 @@ def test_refusals(site: Site) -> None:
     _, err = site.run(*base, image, "--percent", "5", "--product", "FFF1:9999", code=1)
     assert "is an image for FFF1:8001, not FFF1:9999" in err
     assert not site.yaml().get("releases")  # none of that wrote anything
+    firmware = site.root / "firmware"
+    assert not firmware.exists() or not any(firmware.iterdir())  # nor copied an image
 
     # With a release: decrease, repeat stop/resume, missing --new-set/--same-set.
     site.run(*base, image, "--percent", "20")

@@ -36,7 +36,7 @@ from matter_ota.config import (
     parse_releases,
     release_to_yaml,
 )
-from matter_ota.ota_image import OtaImageError, OtaImageHeader, verify_image
+from matter_ota.ota_image import OtaImageError, OtaImageHeader, read_header, verify_image
 from matter_ota.policy import engine, transitions
 from matter_ota.policy.model import (
     DEFAULT_CHANNEL,
@@ -171,9 +171,13 @@ class Console:
         same_set: bool | None,
         product: Product | None,
     ) -> Change:
-        """Release an image file: to a new set of devices (new seed) or the same set."""
+        """Release an image file: to a new set of devices (new seed) or the same set.
+
+        Everything that can be refused is checked before the image is copied into the
+        firmware folder; a copy made for a release that is then refused is removed again.
+        """
         self.check_channel(channel)
-        name, header = self._import_image(image)
+        header = self._read_header(image)
         image_product = Product(header.vendor_id, header.product_id)
         if product is not None and product != image_product:
             raise OperationError(
@@ -192,20 +196,36 @@ class Console:
             )
         if not same_set and percent is None:
             raise OperationError("a release to a new set of devices needs --percent N (1-100)")
+        name = image.name
         version = header.software_version
 
         def transition(current: Release | None) -> Release:
             now = self.now()
-            if same_set:
-                return transitions.release_same_set(
-                    current, image=name, version=version, now=now, percent=percent)
-            assert percent is not None
-            return transitions.release_new_set(
-                current, channel=channel, product=image_product, image=name, version=version,
-                percent=percent, now=now)
+            try:
+                if same_set:
+                    return transitions.release_same_set(
+                        current, image=name, version=version, now=now, percent=percent)
+                assert percent is not None
+                return transitions.release_new_set(
+                    current, channel=channel, product=image_product, image=name,
+                    version=version, percent=percent, now=now)
+            except transitions.ReleaseError as exc:
+                raise OperationError(str(exc)) from None
 
+        transition(existing)  # pure: refuses now, before anything is copied
+        name, verified, created = self._import_image(image)
+        if (verified.vendor_id, verified.product_id, verified.software_version) != (
+                header.vendor_id, header.product_id, header.software_version):
+            if created is not None:
+                created.unlink(missing_ok=True)
+            raise OperationError(f"{image} changed while it was being released; try again")
         action = "release --same-set" if same_set else "release --new-set"
-        return self._apply(action, key, transition)
+        try:
+            return self._apply(action, key, transition)
+        except BaseException:
+            if created is not None:
+                created.unlink(missing_ok=True)
+            raise
 
     def stop(self, channel: str, product: Product | None) -> Change:
         key = ReleaseKey(channel, self.resolve_product(channel, product))
@@ -334,19 +354,28 @@ class Console:
         except OSError as exc:
             raise OperationError(f"{name}: cannot read: {exc.strerror}") from None
 
-    def _import_image(self, image: Path) -> tuple[str, OtaImageHeader]:
-        """Verify the image and place it in the firmware folder; its name there and header.
+    def _read_header(self, image: Path) -> OtaImageHeader:
+        """The image's header (cheap: the file's first bytes), or a one-line refusal."""
+        try:
+            return read_header(image)
+        except OtaImageError as exc:
+            raise OperationError(f"{image}: not a valid OTA image: {exc}") from None
+        except OSError as exc:
+            raise OperationError(f"{image}: cannot read: {exc.strerror}") from None
+
+    def _import_image(self, image: Path) -> tuple[str, OtaImageHeader, Path | None]:
+        """Verify the image and place it in the firmware folder: its name there, its header,
+        and the path if this call created it (None: it was there already).
 
         An image from elsewhere is copied to a temporary file there and the *copy* is
-        verified (what will be served is what was checked), then linked under its name: an
-        identical file already there is reused, a different one refused, never replaced.
+        verified in full (what will be served is what was checked), then linked under its
+        name: an identical file already there is reused, a different one refused, never
+        replaced.
         """
         firmware = self.provider.firmware_dir
         source = image.resolve()
         if source.parent == firmware.resolve():
-            return source.name, self._verify_image(source)
-        if not source.is_file():
-            raise OperationError(f"{image}: cannot read: no such file")
+            return source.name, self._verify_image(source), None
         if not _valid_image_name(source.name):
             raise OperationError(f"{image.name!r} cannot be a file name in {firmware}")
         target = firmware / source.name
@@ -356,6 +385,7 @@ class Console:
         except OSError as exc:
             raise OperationError(f"cannot write into {firmware}: {exc.strerror}") from None
         tmp = Path(tmp_name)
+        created: Path | None = target
         try:
             with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
                 shutil.copyfileobj(src, out, 1 << 20)
@@ -366,6 +396,7 @@ class Console:
             try:
                 os.link(tmp, target)  # never replaces a file that is there
             except FileExistsError:
+                created = None
                 if _sha256(target) != _sha256(tmp):
                     raise OperationError(
                         f"{target} exists with different content; rename {image.name} (e.g. "
@@ -375,7 +406,7 @@ class Console:
             raise OperationError(f"cannot copy {image} into {firmware}: {exc}") from None
         finally:
             tmp.unlink(missing_ok=True)
-        return source.name, header
+        return source.name, header, created
 
 
 def _is_percent(value: object) -> bool:
