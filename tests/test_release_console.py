@@ -658,3 +658,22 @@ def test_source_on_a_channel_without_releases(site: Site) -> None:
     assert "follows the DCL" in err
     _, err = site.run("source", "--channel", "nightly", "dcl", "--yes", code=1)
     assert "unknown channel" in err
+
+
+def test_channel_wide_source_switch_skips_rows_already_there(site: Site) -> None:
+    for pid in (0x8001, 0x8002):
+        site.run("release", "--channel", "production", "--image",
+                 str(site.image(2, product_id=pid)), "--percent", "10")
+    site.run("source", "--channel", "production", "dcl", "--yes", "--product", "FFF1:8002")
+    out, _ = site.run("source", "--channel", "production", "dcl", "--yes")
+    assert out.count("source dcl:") == 1 and "FFF1:8001" in out
+    assert {r["source"] for r in site.yaml()["releases"]} == {"dcl"}
+    _, err = site.run("source", "--channel", "production", "dcl", "--yes", code=1)
+    assert "follows the DCL" in err
+    out, _ = site.run("source", "--channel", "production", "local", "--yes")
+    assert out.count("source local:") == 2
+    assert {r["status"] for r in site.yaml()["releases"]} == {"INACTIVE"}
+    out, _ = site.run("history", "--json")
+    assert [json.loads(x)["action"] for x in out.splitlines()] == [
+        "release --new-set", "release --new-set", "source dcl", "source dcl", "source local",
+        "source local"]

@@ -245,29 +245,38 @@ class Console:
     def switch_source(
         self, channel: str, to: Source, product: Product | None, percent: int | None = None
     ) -> list[Change]:
-        """Switch every release of the channel (or one product's) to the DCL or to local."""
+        """Switch one product's release, or the whole channel, to the DCL or to local.
+
+        For the whole channel, rows already where they should be are left alone (a DCL row
+        when following the DCL; a local or already stopped DCL row when going local); the
+        rest change together in one edit, or none does.
+        """
         self.check_channel(channel)
-        if product is None:
-            products = sorted({r.product for r in self.current().releases
-                               if r.channel == channel})
-            if not products:
+        if percent is not None and not _is_percent(percent):
+            _bad(percent)
+        op = transitions.Op.SOURCE_DCL if to is Source.DCL else transitions.Op.SOURCE_LOCAL
+        if product is not None:
+            products = [product]
+        else:
+            rows = [r for r in self.current().releases if r.channel == channel]
+            if not rows:
                 raise OperationError(
                     f"channel {channel!r} has no release yet; name the product that should "
                     "follow the DCL with --product VID:PID"
                 )
-        else:
-            products = [product]
-        if percent is not None and not _is_percent(percent):
-            _bad(percent)
-        changes = []
-        for p in products:
-            def transition(current: Release | None, p: Product = p) -> Release:
+            pending = [r for r in rows if (transitions.row_state(r), op) in transitions.TRANSITIONS]
+            products = sorted(r.product for r in (pending or rows[:1]))
+
+        def transition(p: Product) -> Transition:
+            def switch(current: Release | None) -> Release:
                 return transitions.switch_source(
                     current, channel=channel, product=p, to=to, now=self.now(),
                     percent=percent if percent is not None else 100)
 
-            changes.append(self._apply(f"source {to.value}", ReleaseKey(channel, p), transition))
-        return changes
+            return switch
+
+        return self._apply_all(
+            f"source {to.value}", [(ReleaseKey(channel, p), transition(p)) for p in products])
 
     # -- the daemon's automatic transitions ------------------------------------------------
 
@@ -298,42 +307,43 @@ class Console:
     def _apply(
         self, action: str, key: ReleaseKey, transition: Transition, *, reason: str = ""
     ) -> Change:
+        return self._apply_all(action, [(key, transition)], reason=reason)[0]
+
+    def _apply_all(
+        self, action: str, steps: list[tuple[ReleaseKey, Transition]], *, reason: str = ""
+    ) -> list[Change]:
+        """Apply transitions to releases in one edit of the file (all or none), then record
+        one audit row per release."""
         done: list[Change] = []
 
         def transform(snap: yamledit.Snapshot) -> str:
             done.clear()
             config = self.current()
-            before = config.get(key.channel, key.product)
-            try:
-                after = transition(before)
-            except transitions.ReleaseError as exc:
-                raise OperationError(str(exc)) from None
-            done.append(Change(action, key, before, after))
-            new_fields = release_to_yaml(after)
-            if before is None:
-                return yamledit.append_item(snap.text, LIST_KEY, new_fields)
-            old_fields = release_to_yaml(before)
-            changes: dict[str, Any] = {
-                k: v for k, v in new_fields.items() if old_fields.get(k) != v}
-            for gone in old_fields.keys() - new_fields.keys():
-                changes[gone] = yamledit.DELETE
-            return yamledit.set_fields(snap.text, LIST_KEY, _yaml_index(snap.text, key),
-                                       changes)
+            text = snap.text
+            for key, transition in steps:
+                before = config.get(key.channel, key.product)
+                try:
+                    after = transition(before)
+                except transitions.ReleaseError as exc:
+                    raise OperationError(str(exc)) from None
+                done.append(Change(action, key, before, after))
+                text = _write_row(text, key, before, after)
+            return text
 
         try:
             written = yamledit.edit(self.releases_path, transform, self._validate)
         except yamledit.YamlEditError as exc:
             raise OperationError(str(exc)) from None
-        change = done[0]
         now = self.clock()
-        self.store.record_transition(
-            file=str(self.releases_path), text=written.text,
-            actor=self.actor, action=action, now=now, channel=key.channel,
-            product=str(key.product),
-            before=None if change.before is None else release_to_yaml(change.before),
-            after=release_to_yaml(change.after), reason=reason,
-        )
-        return change
+        for change in done:
+            self.store.record_transition(
+                file=str(self.releases_path), text=written.text,
+                actor=self.actor, action=action, now=now, channel=change.key.channel,
+                product=str(change.key.product),
+                before=None if change.before is None else release_to_yaml(change.before),
+                after=release_to_yaml(change.after), reason=reason,
+            )
+        return list(done)
 
     def _validate(self, candidate: Path) -> None:
         try:
@@ -407,6 +417,18 @@ class Console:
         finally:
             tmp.unlink(missing_ok=True)
         return source.name, header, created
+
+
+def _write_row(text: str, key: ReleaseKey, before: Release | None, after: Release) -> str:
+    """The YAML text with one release row added or changed (only the changed values)."""
+    new_fields = release_to_yaml(after)
+    if before is None:
+        return yamledit.append_item(text, LIST_KEY, new_fields)
+    old_fields = release_to_yaml(before)
+    changes: dict[str, Any] = {k: v for k, v in new_fields.items() if old_fields.get(k) != v}
+    for gone in old_fields.keys() - new_fields.keys():
+        changes[gone] = yamledit.DELETE
+    return yamledit.set_fields(text, LIST_KEY, _yaml_index(text, key), changes)
 
 
 def _is_percent(value: object) -> bool:
