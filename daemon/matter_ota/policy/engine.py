@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import zoneinfo
 from datetime import UTC, date, datetime, timedelta
 
@@ -116,7 +117,8 @@ def decide(device: Device, query: Query, state: ReleaseState, now: float) -> Dec
             return _no(release, f"the release is being auto-stopped: {verdict}",
                        "auto_stopped")
 
-    if release.pinned and release.is_pinned(ref):
+    pinned = bool(release.pinned) and release.is_pinned(ref)
+    if pinned:
         membership = "pinned to this release"
     else:
         cohort = facts.cohort
@@ -151,7 +153,7 @@ def decide(device: Device, query: Query, state: ReleaseState, now: float) -> Dec
         QueryStatus.UPDATE_AVAILABLE,
         f"{membership}; {query.software_version} -> {image.version} ({image.version_string})",
         "offer", channel, release, image, 0,
-        release.user_consent and query.requestor_can_consent,
+        release.user_consent and query.requestor_can_consent, pinned,
     )
 
 
@@ -161,13 +163,13 @@ def _no(release: Release, reason: str, code: str) -> Decision:
 
 def _decision(status: QueryStatus, reason: str, code: str, channel: str | None,
               release: Release | None, image: ImageInfo | None, delay: int,
-              consent: bool) -> Decision:
+              consent: bool, pinned: bool = False) -> Decision:
     # Decision(...) of a frozen dataclass sets its 8 fields one object.__setattr__ at a time,
     # which was a third of a decision's cost; filling __dict__ at once gives the same object.
     decision = object.__new__(Decision)
     decision.__dict__.update(status=status, reason=reason, code=code, channel=channel,
                              release=release, image=image, delayed_action_time=delay,
-                             user_consent_needed=consent)
+                             user_consent_needed=consent, pinned=pinned)
     return decision
 
 
@@ -286,7 +288,7 @@ def window_wait(window: MaintenanceWindow, now: float) -> int:
             best = start
     if best is None:  # days is never empty of every weekday, so a start always exists
         return 0
-    return max(1, int(best - now + 0.999))
+    return max(1, math.ceil(best - now))
 
 
 def _window_bounds(window: MaintenanceWindow, day: date, zone: zoneinfo.ZoneInfo

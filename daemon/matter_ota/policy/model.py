@@ -465,6 +465,7 @@ class Decision:
     image: ImageInfo | None = None
     delayed_action_time: int = 0
     user_consent_needed: bool = False
+    pinned: bool = False  # offered because pinned, not by the cohort: not a cohort offer
 
     @property
     def version(self) -> int | None:
