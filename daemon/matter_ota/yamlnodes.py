@@ -267,7 +267,14 @@ class Doc:
 
     def resolve_path(self, node: yaml.Node, what: str) -> Path:
         """A path; relative ones resolve against the directory of this file."""
-        value = Path(self.text(node, what)).expanduser()
+        text = self.text(node, what)
+        if "\x00" in text:
+            self.error(node, f"{what} contains a NUL character", "write a plain path")
+        try:
+            value = Path(text).expanduser()
+        except RuntimeError:  # ~user of a user that does not exist
+            self.error(node, f"{what} {text!r}: cannot expand '~' (no such user or no home)",
+                       "write the full path")
         return value if value.is_absolute() else Path(os.path.normpath(self.path.parent / value))
 
 
