@@ -467,6 +467,11 @@ def test_apply_update() -> None:
     answer = apply_update(failed, NOW)
     assert answer.action is ApplyAction.DISCONTINUE and "3 of 20" in answer.reason
     assert apply_update(None, NOW).action is ApplyAction.DISCONTINUE
+    # Friday 02:00 to a Monday-only window: 71 h away, asked in steps of at most 24 h.
+    monday = release(maintenance_window=MaintenanceWindow(time(1), time(5), days=frozenset({1})))
+    answer = apply_update(monday, _ts("2027-01-15T02:00:00+00:00"))
+    assert answer.action is ApplyAction.AWAIT_NEXT_ACTION
+    assert answer.delayed_action_time == 86400 and "255600 s" in answer.reason
 
 
 @settings(max_examples=60, deadline=None)

@@ -55,7 +55,7 @@ INVALID_PASSCODES = frozenset(
 )
 # The TC-SU test plan requires the BDX idle timeout to be at least 5 minutes.
 MIN_BDX_IDLE_TIMEOUT = 300.0
-# Matter Core 5.4.2.3: a commissioning window lasts at most 15 minutes.
+# Matter Core 5.4.2: a commissioning window lasts at most 15 minutes.
 MAX_COMMISSIONING_WINDOW = 900.0
 
 
@@ -190,7 +190,7 @@ def _node(doc: Doc, node: yaml.Node | None) -> NodeIdentity:
     d = NodeIdentity()
     passcode = d.passcode
     if "passcode" in m:
-        # Matter Core 5.1.1.6: the passcode is 27 bits, 00000001..99999998.
+        # Matter Core 5.1 (onboarding payload): the passcode is 00000001..99999998.
         passcode = doc.integer(m["passcode"], "node.passcode", 1, 99999998)
         if passcode in INVALID_PASSCODES:
             doc.error(m["passcode"], f"node.passcode {passcode:08d} is not allowed by the "
@@ -200,11 +200,11 @@ def _node(doc: Doc, node: yaml.Node | None) -> NodeIdentity:
         if "vendor_id" in m else d.vendor_id,
         product_id=doc.integer(m["product_id"], "node.product_id", 1, 0xFFFF)
         if "product_id" in m else d.product_id,
-        # Matter Core 5.1.1.5: the discriminator is 12 bits.
+        # Matter Core 5.1 (onboarding payload): the discriminator is 12 bits.
         discriminator=doc.integer(m["discriminator"], "node.discriminator", 0, 0xFFF)
         if "discriminator" in m else d.discriminator,
         passcode=passcode,
-        # Matter Core 11.1.5 (Basic Information): names are at most 32 characters.
+        # Matter Core 11.1 (Basic Information): names are at most 32 characters.
         device_name=doc.string(m["device_name"], "node.device_name", max_len=32)
         if "device_name" in m else d.device_name,
         vendor_name=doc.string(m["vendor_name"], "node.vendor_name", max_len=32)
@@ -249,7 +249,7 @@ def _limits(doc: Doc, node: yaml.Node | None) -> Limits:
                                      d.commissioning_window),
         bdx_idle_timeout=seconds("bdx_idle_timeout", MIN_BDX_IDLE_TIMEOUT, 86400,
                                  d.bdx_idle_timeout),
-        # Matter Core 11.20.6.5.2: a Busy DelayedActionTime should be at least 120 s.
+        # A Busy DelayedActionTime of at least 120 s (see model.BusyPolicy).
         busy_retry_base=int(seconds("busy_retry_base", 120, 86400, d.busy_retry_base)),
         busy_retry_spread=int(seconds("busy_retry_spread", 0, 86400, d.busy_retry_spread)),
         update_applied_timeout=seconds("update_applied_timeout", 60, 30 * 86400,

@@ -52,6 +52,7 @@ from matter_ota.policy.model import (
 )
 
 _NOT_AVAILABLE = QueryStatus.NOT_AVAILABLE
+MAX_APPLY_DELAY = 86400
 
 
 def channel_for(device: Device, query: Query, channels: tuple[Channel, ...]) -> str:
@@ -267,7 +268,10 @@ def apply_update(release: Release | None, now: float) -> ApplyDecision:
     if release.maintenance_window is not None:
         wait = window_wait(release.maintenance_window, now)
         if wait > 0:
-            return ApplyDecision(ApplyAction.AWAIT_NEXT_ACTION, wait,
+            # Matter Core 11.20.6.5.4.2: a requestor may cap the delay at 24 h; ask for at
+            # most that, the requestor asks again and hears the rest.
+            delay = min(wait, MAX_APPLY_DELAY)
+            return ApplyDecision(ApplyAction.AWAIT_NEXT_ACTION, delay,
                                  f"outside the maintenance window; it opens in {wait} s")
     return ApplyDecision(ApplyAction.PROCEED, 0, "apply now")
 
