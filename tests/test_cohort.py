@@ -192,3 +192,18 @@ def test_hash_only_baseline_matches_its_definition() -> None:
     fleet = [DeviceRef(0, i) for i in range(10_000)]
     count = sum(hash_only_selected(seed, 10, r) for r in fleet)
     assert 850 < count < 1150  # binomial(10000, 0.1): sigma 30
+
+
+@settings(max_examples=100, deadline=None)
+@given(seeds, st.tuples(percents, percents), fleets)
+def test_a_hand_lowered_percent_keeps_every_offered_device(
+        seed: bytes, ps: tuple[int, int], fleet: list[DeviceRef]) -> None:
+    # Only a hand edit of releases.yaml can lower the percent of a seed (the CLI refuses).
+    high, low = max(ps), min(ps)
+    index = CohortIndex(seed, high)
+    for ref in fleet:
+        arrive(index, ref)
+    offered = {r for r in fleet if index.is_offered(r)}
+    index.set_percent(low)
+    assert offered <= index.selected()
+    assert index.selected_count == len(index.selected()) == max(len(offered), index.target)

@@ -410,6 +410,8 @@ _HUGE = "9" * 5000
         f"dcl:\n  cache_size: {_HUGE}GiB\n",
         f"limits:\n  bdx_idle_timeout: {_HUGE}\n",
         f"limits:\n  bdx_idle_timeout: {_HUGE}d\n",
+        "state_dir: ~no-such-user-here/x\n",  # found by fuzzing: expanduser raised
+        "firmware_dir: \"a\\0b\"\n",
     ],
 )
 def test_absurd_numbers_are_config_errors(text: str) -> None:

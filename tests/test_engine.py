@@ -467,3 +467,47 @@ def test_apply_update() -> None:
     answer = apply_update(failed, NOW)
     assert answer.action is ApplyAction.DISCONTINUE and "3 of 20" in answer.reason
     assert apply_update(None, NOW).action is ApplyAction.DISCONTINUE
+    # Friday 02:00 to a Monday-only window: 71 h away, asked in steps of at most 24 h.
+    monday = release(maintenance_window=MaintenanceWindow(time(1), time(5), days=frozenset({1})))
+    answer = apply_update(monday, _ts("2027-01-15T02:00:00+00:00"))
+    assert answer.action is ApplyAction.AWAIT_NEXT_ACTION
+    assert answer.delayed_action_time == 86400 and "255600 s" in answer.reason
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.binary(min_size=16, max_size=16).map(bytes.hex),
+    percent=st.integers(1, 99),
+    more=st.integers(1, 100),
+    nodes=st.lists(st.integers(0, 2**64 - 1), unique=True, min_size=1, max_size=80),
+    asked=st.data(),
+)
+def test_walk_of_operations_keeps_the_invariants(seed: str, percent: int, more: int,
+                                                 nodes: list[int],
+                                                 asked: st.DataObject) -> None:
+    """release -> some devices ask -> stop -> resume -> increase -> same set: the offered
+    devices never drop out, resume and same set are the identical set, increase a superset."""
+    rel = release(rollout_percent=percent, cohort_seed=seed)
+    index = CohortIndex(seed, percent, known=[DeviceRef(FABRIC, n) for n in nodes])
+
+    def offered_now(r: Release, images: tuple[ImageInfo, ...] = (image(),)) -> set[int]:
+        s = state(r, images=images, cohorts={KEY: index})
+        return {n for n in nodes if decide(device(n), query(), s, NOW).offered}
+
+    first = offered_now(rel)
+    for n in asked.draw(st.lists(st.sampled_from(nodes), unique=True, max_size=20)):
+        if n in first:
+            assert index.mark_offered(DeviceRef(FABRIC, n))
+    assert offered_now(rel) == first
+    when = RELEASED + timedelta(days=1)
+    stopped = t.stop(rel, now=when)
+    assert offered_now(stopped) == set()
+    resumed = t.resume(stopped, now=when)
+    assert offered_now(resumed) == first
+    bigger = t.increase(resumed, percent=min(100, percent + more), now=when)
+    index.set_percent(bigger.rollout_percent)
+    grown = offered_now(bigger)
+    assert first <= grown
+    assert abs(len(grown) - bigger.rollout_percent * len(nodes) / 100) < 1
+    same = t.release_same_set(bigger, image="light-3.ota", version=3, now=when)
+    assert offered_now(same, (image(3),)) == grown

@@ -22,6 +22,8 @@ from typing import NoReturn
 
 import yaml
 
+from matter_ota.policy.model import IntRange, Product
+
 NULL_TAG = "tag:yaml.org,2002:null"
 BOOL_TAG = "tag:yaml.org,2002:bool"
 INT_TAG = "tag:yaml.org,2002:int"
@@ -267,8 +269,40 @@ class Doc:
 
     def resolve_path(self, node: yaml.Node, what: str) -> Path:
         """A path; relative ones resolve against the directory of this file."""
-        value = Path(self.text(node, what)).expanduser()
+        text = self.text(node, what)
+        if "\x00" in text:
+            self.error(node, f"{what} contains a NUL character", "write a plain path")
+        try:
+            value = Path(text).expanduser()
+        except RuntimeError:  # ~user of a user that does not exist
+            self.error(node, f"{what} {text!r}: cannot expand '~' (no such user or no home)",
+                       "write the full path")
         return value if value.is_absolute() else Path(os.path.normpath(self.path.parent / value))
+
+    def product(self, node: yaml.Node, what: str) -> Product:
+        """``VID:PID`` in hex, read as written (``"FFF1:8001"``)."""
+        text = self.text(node, what)
+        try:
+            return Product.parse(text)
+        except ValueError as exc:
+            self.error(node, f"{what}: {exc}", 'quote it: "FFF1:8001"')
+
+    def int_ranges(self, node: yaml.Node | None, what: str) -> tuple[IntRange, ...]:
+        """A list of 16-bit versions or inclusive ranges: ``[1, "3-5"]``."""
+        ranges = []
+        for item in self.sequence(node, what):
+            text = self.text(item, f"{what} entry").strip()
+            match = re.fullmatch(r"(\d{1,6})\s*(?:-\s*(\d{1,6}))?", text)
+            if match is None:
+                self.error(item, f"{what} entry {text!r} is not a version or range",
+                           "write 3 or \"3-7\"")
+            low = int(match.group(1))
+            high = int(match.group(2)) if match.group(2) else low
+            if high < low or high > 0xFFFF:
+                self.error(item, f"{what} entry {text!r}: ranges go low-high within 0..65535",
+                           'write the lower bound first, e.g. "3-7"')
+            ranges.append(IntRange(low, high))
+        return tuple(ranges)
 
 
 _INTEGER = re.compile(r"[+-]?(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|[0-9]+)")
