@@ -299,3 +299,30 @@ def test_failed_write_rolls_back_and_is_a_store_error(tmp_path: Path) -> None:
         assert s.history() == []  # the first insert was rolled back
         s.audit(actor="a", action="after", now=2.0)  # and the connection still works
         assert [e.action for e in s.history()] == ["after"]
+
+
+def test_upgrade_from_schema_1_keeps_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    """A database written by the first schema is upgraded in place, rows intact."""
+    with monkeypatch.context() as m:
+        m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+        m.setattr(schema, "SCHEMA_VERSION", 1)
+        with Store.open(tmp_path) as s:
+            assert s.schema_version() == 1
+            s._conn.execute("INSERT INTO fabrics (fabric_index, compressed_fabric_id, label,"
+                            " node_id, added_at) VALUES (1, ?, 'home', 5, 1.0)", (CFID,))
+            _seen(s, 9)
+    with Store.open(tmp_path) as s:
+        assert s.schema_version() == schema.SCHEMA_VERSION >= 2
+        [fabric] = s.fabrics()
+        assert (fabric.label, fabric.node_id, fabric.record) == ("home", 5, None)
+        assert s.device(CFID, 9) is not None
+        s.put_fabric(Fabric(1, CFID, "home", None, 5, {"noc": "15", "fabric_index": 1}), 2.0)
+        assert s.fabrics()[0].record == {"noc": "15", "fabric_index": 1}
+        assert s.integrity_check() == []
+
+
+def test_database_file_is_private(tmp_path: Path) -> None:
+    Store.open(tmp_path / "state").close()
+    assert (tmp_path / "state" / store_mod.DB_NAME).stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700

@@ -24,6 +24,7 @@ All times are POSIX seconds (``float``) passed in by the caller, so tests step t
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -87,7 +88,10 @@ class Store:
         if not create and not path.exists():
             raise StoreError(f"{path}: no state database (has the daemon run here?)")
         try:
-            Path(state_dir).mkdir(parents=True, exist_ok=True)
+            # Private: the database holds the node's operational keys (fabric records).
+            Path(state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not path.exists():
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             # isolation_level=None: we issue BEGIN/COMMIT ourselves (no implicit transactions).
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
@@ -187,10 +191,11 @@ class Store:
         with self._write() as c:
             c.execute(
                 "INSERT INTO fabrics (fabric_index, compressed_fabric_id, label, root_public_key,"
-                " node_id, added_at) VALUES (?, ?, ?, ?, ?, ?)"
+                " node_id, added_at, record) VALUES (?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (fabric_index) DO UPDATE SET"
                 " compressed_fabric_id = excluded.compressed_fabric_id, label = excluded.label,"
-                " root_public_key = excluded.root_public_key, node_id = excluded.node_id",
+                " root_public_key = excluded.root_public_key, node_id = excluded.node_id,"
+                " record = excluded.record",
                 (
                     fabric.fabric_index,
                     fabric.compressed_fabric_id.upper(),
@@ -198,6 +203,7 @@ class Store:
                     fabric.root_public_key,
                     fabric.node_id,
                     now,
+                    _json(fabric.record),
                 ),
             )
 
@@ -213,6 +219,7 @@ class Store:
                 r["label"],
                 r["root_public_key"],
                 r["node_id"],
+                _unjson(r["record"]),
             )
             for r in self._read("SELECT * FROM fabrics ORDER BY fabric_index")
         ]

@@ -15,6 +15,9 @@ class Fabric:
     label: str
     root_public_key: bytes | None
     node_id: int
+    # The node's whole fabric row as it persists it (FabricInfo.to_dict: certificates,
+    # operational key, IPK): JSON-safe values. The database file is private (mode 0600).
+    record: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

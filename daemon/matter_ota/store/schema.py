@@ -117,5 +117,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             text TEXT NOT NULL
         )""",
     ),
+    # 2: the node's full fabric row (certificates and keys) beside the indexed columns.
+    ("ALTER TABLE fabrics ADD COLUMN record TEXT",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
