@@ -444,21 +444,20 @@ while True:
 def test_cli_and_daemon_writer_share_the_store(site: Site) -> None:
     """A process hammering the store (as the daemon would) never makes the CLI fail."""
     env = {**os.environ, "PYTHONPATH": str(DAEMON_DIR)}
-    proc = subprocess.Popen([sys.executable, "-c", _STORE_WRITER, str(site.state)],
-                            stdout=subprocess.PIPE, env=env, text=True)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        site.run("release", "--channel", "production", "--image", str(site.image(2)),
-                 "--percent", "10")
-        for _ in range(2):
-            site.run("stop", "--channel", "production")
-            site.run("resume", "--channel", "production")
-            site.table()
-        site.run("increase", "--channel", "production", "--percent", "20")
-        time.sleep(0.2)
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    with subprocess.Popen([sys.executable, "-c", _STORE_WRITER, str(site.state)],
+                          stdout=subprocess.PIPE, env=env, text=True) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+            site.run("release", "--channel", "production", "--image", str(site.image(2)),
+                     "--percent", "10")
+            for _ in range(2):
+                site.run("stop", "--channel", "production")
+                site.run("resume", "--channel", "production")
+                site.table()
+            site.run("increase", "--channel", "production", "--percent", "20")
+            time.sleep(0.2)
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
     with Store.open(site.state) as store:
         assert store.integrity_check() == []
         cli_rows = [e for e in store.history() if e.actor.startswith("cli")]

@@ -204,20 +204,19 @@ def test_sigkill_loses_no_acknowledged_write(tmp_path: Path, kill_after: float) 
     """Kill a writer at an arbitrary instant: every write it acknowledged is still there."""
     env = {**os.environ, "PYTHONPATH": str(DAEMON_DIR)}
     Store.open(tmp_path).close()  # schema exists before the kill window
-    proc = subprocess.Popen(
+    acked: list[tuple[int, int]] = []
+    with subprocess.Popen(
         [sys.executable, "-c", _WRITER, str(tmp_path)],
         stdout=subprocess.PIPE, env=env, text=True,
-    )
-    assert proc.stdout is not None
-    acked: list[tuple[int, int]] = []
-    first = proc.stdout.readline()  # wait until it is really writing
-    acked.append(tuple(map(int, first.split())))  # type: ignore[arg-type]
-    time.sleep(kill_after)
-    os.kill(proc.pid, signal.SIGKILL)
-    for line in proc.stdout:
-        if line.endswith("\n"):  # a line cut by the kill is no acknowledgement
-            acked.append(tuple(map(int, line.split())))  # type: ignore[arg-type]
-    proc.wait()
+    ) as proc:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # wait until it is really writing
+        acked.append(tuple(map(int, first.split())))  # type: ignore[arg-type]
+        time.sleep(kill_after)
+        os.kill(proc.pid, signal.SIGKILL)
+        for line in proc.stdout:
+            if line.endswith("\n"):  # a line cut by the kill is no acknowledgement
+                acked.append(tuple(map(int, line.split())))  # type: ignore[arg-type]
     assert proc.returncode == -signal.SIGKILL
     with Store.open(tmp_path) as s:
         assert s.integrity_check() == []
