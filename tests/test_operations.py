@@ -107,3 +107,37 @@ def test_random_operation_sequences(ops: list[tuple[object, ...]]) -> None:
                 assert len(after.releases) >= len(before.releases)  # nothing is deleted
             event(f"transitions: {'10+' if done >= 10 else done // 3 * 3}")
             assert len(store.history()) == done
+
+
+_line = st.one_of(
+    st.text(max_size=30),
+    st.integers(-5, 2**70).map(str),
+    st.dictionaries(st.sampled_from(["fabric", "node", "vendor_id", "product_id", "version",
+                                     "hardware_version", "bogus"]),
+                    st.one_of(st.integers(-3, 2**66), st.text(max_size=8), st.none(),
+                              st.booleans(), st.lists(st.integers(), max_size=2)),
+                    max_size=4).map(__import__("json").dumps),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_line, max_size=6))
+def test_nodes_from_lines_parse_or_refuse(lines: list[str]) -> None:
+    """--nodes-from input, like any decoder: parsed, or refused with CliError only."""
+    from matter_ota.cli import CliError
+    from matter_ota.commands.explain import _lines
+
+    defaults = {"node": None, "vendor_id": 1, "product_id": 2, "version": 3,
+                "hardware_version": None}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "nodes"
+        path.write_text("\n".join(line.replace("\n", " ") for line in lines))
+        try:
+            for fields in _lines(path, defaults):
+                assert 0 <= fields["node"] < 1 << 64
+                assert all(0 <= fields[k] < 1 << 16 for k in ("vendor_id", "product_id"))
+                assert 0 <= fields["version"] < 1 << 32
+                hardware = fields["hardware_version"]
+                assert hardware is None or 0 <= hardware < 1 << 16
+        except CliError:
+            pass

@@ -421,6 +421,13 @@ def test_explain_single_device_and_fabric_lookup(site: Site) -> None:
     assert "channel 'beta' has no release" in json.loads(out)["reason"]
     _, err = site.run("explain", "--fabric", CFID, "--node", "7", code=2)
     assert "--vendor-id" in err
+    for option, value in (("--node", str(1 << 64)), ("--vendor-id", "0x10000"),
+                          ("--version", "-1"), ("--hardware-version", "x")):
+        bad = dict(zip(args[1::2], args[2::2], strict=True))
+        bad[option] = value
+        _, err = site.run("explain", "--fabric", CFID,
+                          *[x for kv in bad.items() for x in kv], code=2)
+        assert option in err
 
 
 _STORE_WRITER = """
