@@ -421,7 +421,7 @@ class Console:
 
 def _write_row(text: str, key: ReleaseKey, before: Release | None, after: Release) -> str:
     """The YAML text with one release row added or changed (only the changed values)."""
-    new_fields = release_to_yaml(after)
+    new_fields = _quoted(release_to_yaml(after))
     if before is None:
         return yamledit.append_item(text, LIST_KEY, new_fields)
     old_fields = release_to_yaml(before)
@@ -429,6 +429,16 @@ def _write_row(text: str, key: ReleaseKey, before: Release | None, after: Releas
     for gone in old_fields.keys() - new_fields.keys():
         changes[gone] = yamledit.DELETE
     return yamledit.set_fields(text, LIST_KEY, _yaml_index(text, key), changes)
+
+
+# Written in double quotes, as the example releases.yaml shows them: hex ids and seeds that a
+# YAML 1.1 reader could take for numbers (1234:5678 is sexagesimal, 1e10... a float).
+_QUOTED_KEYS = ("product", "cohort_seed")
+
+
+def _quoted(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: yamledit.Quoted(v) if k in _QUOTED_KEYS and isinstance(v, str) else v
+            for k, v in fields.items()}
 
 
 def _is_percent(value: object) -> bool:

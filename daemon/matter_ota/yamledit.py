@@ -100,6 +100,13 @@ def _double_quoted(text: str) -> str:
     return "".join(out)
 
 
+class Quoted(str):
+    """A string always written double-quoted (ids like ``FFF1:8001`` that people should
+    see as text, whatever a YAML 1.1 reader would make of them)."""
+
+    __slots__ = ()
+
+
 def render_inline(value: Any, *, in_flow: bool = False) -> str:
     """One value as YAML on a single line (flow style for collections, quoted when needed)."""
     if isinstance(value, Mapping):
@@ -110,7 +117,8 @@ def render_inline(value: Any, *, in_flow: bool = False) -> str:
         return "{" + inner + "}"
     if isinstance(value, list | tuple):
         return "[" + ", ".join(render_inline(v, in_flow=True) for v in value) + "]"
-    if isinstance(value, str) and (in_flow or not value.isprintable()):
+    if isinstance(value, str) and (in_flow or isinstance(value, Quoted)
+                                   or not value.isprintable()):
         return _double_quoted(value)
     out = yaml.safe_dump(value, width=1 << 30, allow_unicode=True)
     out = out.removesuffix("\n...\n").rstrip("\n")
