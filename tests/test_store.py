@@ -325,3 +325,17 @@ def test_database_file_is_private(tmp_path: Path) -> None:
     Store.open(tmp_path / "state").close()
     assert (tmp_path / "state" / store_mod.DB_NAME).stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
+
+
+def test_durable_writes_fsync_and_ledger_writes_do_not(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as s:
+        def level() -> int:
+            return int(s._conn.execute("PRAGMA synchronous").fetchone()[0])
+
+        assert level() == 1  # NORMAL between writes
+        with s._write(durable=True):
+            assert level() == 2  # FULL for this commit
+        assert level() == 1
+        with pytest.raises(StoreError), s._write(durable=True) as c:
+            c.execute("INSERT INTO no_such_table VALUES (1)")
+        assert level() == 1

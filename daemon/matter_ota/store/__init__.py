@@ -8,10 +8,18 @@ Durability and concurrency choices:
 
 * ``journal_mode=WAL`` lets the daemon write while the CLI reads (and the other way round);
   readers never block the writer.
-* ``synchronous=FULL``: every commit is fsynced to the WAL before ``commit`` returns, so a
-  committed fact survives a power cut, not only a process crash (NORMAL would only be safe
-  against a crash of the process). Writes are rare here (a query per device every day or so,
-  a transition per operator action), so the extra fsync costs nothing that matters.
+* Two kinds of commit. In WAL mode every commit is written to the WAL before it returns,
+  so a commit survives a crash of the process at any instant (``tests/test_store.py`` kills
+  a writer with SIGKILL to prove it). What differs is a power cut:
+
+  - *durable* writes (fabrics and their keys, release transitions and the audit log, the
+    last valid config) run with ``synchronous=FULL``: fsynced before the commit returns,
+    they survive a power cut too;
+  - *ledger* writes (device queries, tokens, transfers, outcomes, cohort offers) run with
+    ``synchronous=NORMAL``: a power cut may lose the last second of them, which the devices
+    repair by querying again. They are the high-rate writes, and an fsync each would cap
+    the daemon at a few hundred queries a second (``scripts/bench.py store``). A durable
+    commit also makes every earlier ledger commit durable (it fsyncs the same WAL).
 * Writes run in short ``BEGIN IMMEDIATE`` transactions: the write lock is taken up front, so
   two processes never both hold a read snapshot and then fail to upgrade it (SQLITE_BUSY
   mid-transaction). ``busy_timeout`` lets a writer wait for the other one instead of failing.
@@ -123,7 +131,7 @@ class Store:
         mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(f"{self.path}: cannot switch to WAL journal (got {mode})")
-        c.execute("PRAGMA synchronous = FULL")
+        c.execute("PRAGMA synchronous = NORMAL")  # per write, see _write(durable=...)
         c.execute("PRAGMA foreign_keys = ON")
 
     def _migrate(self) -> None:
@@ -134,7 +142,7 @@ class Store:
                 f"({schema.SCHEMA_VERSION}); upgrade matter-ota"
             )
         while version < schema.SCHEMA_VERSION:
-            with self._write():
+            with self._write(durable=True):
                 # Re-read inside the write lock: another process may have migrated meanwhile.
                 version = self.schema_version()
                 if version >= schema.SCHEMA_VERSION:
@@ -155,21 +163,28 @@ class Store:
         return problems
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One short write transaction, holding the write lock from its first statement."""
+    def _write(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One short write transaction, holding the write lock from its first statement;
+        ``durable``: fsynced before it returns (survives a power cut, not only a crash)."""
+        if durable:
+            self._conn.execute("PRAGMA synchronous = FULL")
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StoreError(f"{self.path}: cannot start a write: {exc}") from exc
-        try:
-            yield self._conn
-            self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise StoreError(f"{self.path}: write failed: {exc}") from exc
-        except BaseException:
-            self._rollback()
-            raise
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreError(f"{self.path}: cannot start a write: {exc}") from exc
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StoreError(f"{self.path}: write failed: {exc}") from exc
+            except BaseException:
+                self._rollback()
+                raise
+        finally:
+            if durable:
+                self._conn.execute("PRAGMA synchronous = NORMAL")
 
     def _rollback(self) -> None:
         # SQLite may have rolled back by itself (disk full, I/O error): then there is nothing
@@ -188,7 +203,7 @@ class Store:
     # -- fabrics --------------------------------------------------------------------------
 
     def put_fabric(self, fabric: Fabric, now: float) -> None:
-        with self._write() as c:
+        with self._write(durable=True) as c:
             c.execute(
                 "INSERT INTO fabrics (fabric_index, compressed_fabric_id, label, root_public_key,"
                 " node_id, added_at, record) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -208,7 +223,7 @@ class Store:
             )
 
     def remove_fabric(self, fabric_index: int) -> None:
-        with self._write() as c:
+        with self._write(durable=True) as c:
             c.execute("DELETE FROM fabrics WHERE fabric_index = ?", (fabric_index,))
 
     def fabrics(self) -> list[Fabric]:
@@ -273,7 +288,7 @@ class Store:
              d.last_result)
             for d in records
         ]
-        with self._write() as c:
+        with self._write(durable=True) as c:
             c.executemany(
                 "INSERT OR REPLACE INTO devices (compressed_fabric_id, node_id, vendor_id,"
                 " product_id, software_version, hardware_version, channel, first_seen,"
@@ -520,7 +535,7 @@ class Store:
         reason: str = "",
     ) -> int:
         """Append one audit row; ``before``/``after`` are JSON-serialisable snapshots."""
-        with self._write() as c:
+        with self._write(durable=True) as c:
             cur = c.execute(
                 "INSERT INTO audit (at, actor, action, channel, product, before_json,"
                 " after_json, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -544,7 +559,7 @@ class Store:
     ) -> int:
         """A release transition just written to ``file``: its audit row and the file's new
         text as the last valid config, in one transaction."""
-        with self._write() as c:
+        with self._write(durable=True) as c:
             c.execute(
                 "INSERT OR REPLACE INTO last_valid_config (file, at, text) VALUES (?, ?, ?)",
                 (file, now, text),
@@ -595,7 +610,7 @@ class Store:
     def save_valid_config(self, file: str, text: str, now: float) -> None:
         """Remember the text of a config file that loaded, so a later invalid edit can still
         be shown against what is serving."""
-        with self._write() as c:
+        with self._write(durable=True) as c:
             c.execute(
                 "INSERT OR REPLACE INTO last_valid_config (file, at, text) VALUES (?, ?, ?)",
                 (file, now, text),
