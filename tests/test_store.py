@@ -132,8 +132,12 @@ def test_transfers_and_outcome_counts(tmp_path: Path) -> None:
         tr = s.transfer(t2)
         assert tr is not None and tr.state == "failed" and tr.reason == "digest mismatch"
         assert s.active_transfers() == 0
-        with pytest.raises(StoreError):
-            s.end_transfer(t1, "active", now=5.0)
+        for state in ("active", "completed", "failed", "bogus"):
+            with pytest.raises(StoreError, match="is completed: it cannot end"):
+                s.end_transfer(t1, state, now=5.0)  # ended transfers are final
+        assert (s.transfer(t1) or tr).state == "completed"
+        with pytest.raises(StoreError, match="no transfer"):
+            s.end_transfer(999, "completed", now=5.0)
         with pytest.raises(StoreError):
             s.set_outcome(**rel, compressed_fabric_id=CFID, node_id=1, state="bogus", now=1.0)
 

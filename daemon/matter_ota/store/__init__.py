@@ -57,7 +57,7 @@ from matter_ota.store.schema import (
     OUTCOME_STATES,
     SCHEMA_VERSION,
     TOKEN_BYTES,
-    TRANSFER_STATES,
+    TRANSFER_ENDS,
 )
 
 __all__ = [
@@ -404,13 +404,14 @@ class Store:
             )
 
     def end_transfer(self, transfer_id: int, state: str, now: float, reason: str = "") -> None:
-        """Close a transfer: completed, aborted or failed (a failure marks the outcome)."""
-        if state not in TRANSFER_STATES or state == "active":
-            raise StoreError(f"a transfer cannot end as {state!r}")
+        """Close a transfer: completed, aborted or failed (a failure marks the outcome).
+        Only an active transfer ends, once (:data:`schema.TRANSFER_ENDS`)."""
         with self._write() as c:
             row = c.execute("SELECT * FROM transfers WHERE id = ?", (transfer_id,)).fetchone()
             if row is None:
                 raise StoreError(f"no transfer {transfer_id}")
+            if state not in TRANSFER_ENDS.get(row[7], ()):
+                raise StoreError(f"transfer {transfer_id} is {row[7]}: it cannot end as {state!r}")
             c.execute(
                 "UPDATE transfers SET state = ?, ended_at = ?, reason = ? WHERE id = ?",
                 (state, now, reason, transfer_id),

@@ -11,6 +11,10 @@ TOKEN_BYTES = 16
 
 OUTCOME_STATES = ("offered", "downloading", "applied", "failed")
 TRANSFER_STATES = ("active", "completed", "aborted", "failed")
+# The transfer state machine: state -> the states it may end in. Ended transfers are final.
+TRANSFER_ENDS: dict[str, frozenset[str]] = {
+    "active": frozenset({"completed", "aborted", "failed"}),
+}
 
 # Each migration is a list of statements run in one transaction; index i upgrades the schema
 # from user_version i to i + 1. Never edit a released step: append a new one.
