@@ -115,6 +115,7 @@ class BdxServer:
                 detail, status = f"malformed StatusReport: {exc}", None
             self.table.fail(transfer, FailReason.PEER_STATUS, detail, now, status)
             self._release(transfer)
+            self._forward_events()
             return
         if message.protocol_id != Protocol.BDX:
             self._abort(transfer, BdxError(StatusCode.UNEXPECTED_MESSAGE,
