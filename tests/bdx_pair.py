@@ -112,9 +112,17 @@ class BdxNet:
         return moved
 
     def run(self, drop: Drop | None = None, max_rounds: int = 10_000_000) -> None:
-        """Deliver until quiet (no timers are run)."""
+        """Deliver until quiet (no timers are run).
+
+        Like the UDP runtime, asks every node for its next deadline after each round, which
+        is also when a node prunes its timer heap.
+        """
         for _ in range(max_rounds):
-            if not self.step(drop):
+            moved = self.step(drop)
+            self.provider.next_deadline()
+            for device in self.devices:
+                device.node.next_deadline()
+            if not moved:
                 break
         self.drain()
 
