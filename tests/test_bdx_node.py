@@ -8,6 +8,8 @@ import random
 
 import pytest
 from bdx_pair import BdxNet, Device
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from msg_pair import Recorder
 
 from matter_ota.bdx.client import DownloadCompleted, DownloadFailed
@@ -296,3 +298,33 @@ def test_twenty_concurrent_transfers() -> None:
         assert sink.getvalue() == IMAGE[i * 1000:]
     assert len(of(net.provider_events, TransferCompleted)) == 20
     assert all(image.closed for image in lookup.opened)
+
+
+_OPS = [int(o) for o in Opcode] + [0x40, 0x03, 0xFF]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_OPS),
+                          st.one_of(st.binary(max_size=16),
+                                    st.integers(0, 3).map(lambda n: CounterMessage(n).encode()))),
+                max_size=8))
+def test_any_message_sequence_leaves_the_server_consistent(
+        steps: list[tuple[int, bytes]]) -> None:
+    net = BdxNet(Lookup(IMAGE[:5000]))
+    dev = net.add_device()
+    ex, _ = _raw(dev, net)
+    ex.send(Protocol.BDX, Opcode.RECEIVE_INIT, _init(max_block_size=1000))
+    net.run()
+    for opcode, payload in steps:
+        if ex.closed:
+            break
+        protocol = Protocol.SECURE_CHANNEL if opcode == 0x40 else Protocol.BDX
+        ex.send(protocol, opcode, payload)
+        net.run()
+    net.advance(DEFAULT_IDLE_TIMEOUT + 60)
+    # Every transfer ended exactly once, nothing is left open or attached.
+    started = of(net.provider_events, TransferStarted)
+    ended = of(net.provider_events, TransferCompleted) + of(net.provider_events, TransferFailed)
+    assert len(started) == 1 and len(ended) == 1
+    assert len(net.server.table) == 0 and net.server._exchanges == {}
+    assert len(net.provider.exchanges) == 0
