@@ -403,3 +403,12 @@ def test_receiver_rejects_bad_sender_messages() -> None:
     with pytest.raises(BdxError) as info:
         rx.receive(Opcode.BLOCK_EOF, DataBlock(1, b"x" * 10).encode())
     assert info.value.code is StatusCode.LENGTH_TOO_SHORT
+
+
+def test_store_end_states() -> None:
+    # The store's TRANSFER_ENDS: a device that started over is not a failed update.
+    assert FailReason.SUPERSEDED.store_state == FailReason.SHUTDOWN.store_state == "aborted"
+    assert {r.store_state for r in FailReason} == {"aborted", "failed"}
+    for reason in (FailReason.PEER_STATUS, FailReason.IDLE_TIMEOUT, FailReason.ACK_TIMEOUT,
+                   FailReason.PROTOCOL_ERROR, FailReason.IO_ERROR, FailReason.SESSION_CLOSED):
+        assert reason.store_state == "failed"

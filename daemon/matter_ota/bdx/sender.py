@@ -128,6 +128,12 @@ class FailReason(enum.Enum):
     IO_ERROR = "io_error"  # reading the image failed
     SHUTDOWN = "shutdown"
 
+    @property
+    def store_state(self) -> str:
+        """How the state store ends such a transfer (``store.TRANSFER_ENDS``): ``aborted``
+        when nobody failed (the device started over, the provider stopped), else ``failed``."""
+        return "aborted" if self in (FailReason.SUPERSEDED, FailReason.SHUTDOWN) else "failed"
+
 
 @dataclass(frozen=True, slots=True)
 class TransferStarted:
