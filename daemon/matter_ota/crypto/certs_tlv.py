@@ -164,9 +164,12 @@ Extension: TypeAlias = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class MatterCertificate:
-    """One Matter operational certificate (RCAC, ICAC or NOC), TLV fields in TLV order."""
+    """One Matter operational certificate (RCAC, ICAC or NOC), TLV fields in TLV order.
+
+    Immutable; :mod:`.certs` memoises the X.509 TBS on the instance (hence no ``__slots__``).
+    """
 
     serial: bytes
     issuer: DistinguishedName
@@ -181,8 +184,13 @@ class MatterCertificate:
     curve: int = CURVE_PRIME256V1
 
     def _ext(self, kind: type[Any]) -> Any:
-        found = [e for e in self.extensions if isinstance(e, kind)]
-        return found[0] if found else None
+        index: dict[type[Any], Any] | None = self.__dict__.get("_ext_index")
+        if index is None:  # built once: chain validation asks for each extension repeatedly
+            index = {}
+            for e in self.extensions:
+                index.setdefault(type(e), e)
+            object.__setattr__(self, "_ext_index", index)
+        return index.get(kind)
 
     @property
     def basic_constraints(self) -> BasicConstraints | None:

@@ -33,17 +33,17 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from matter_ota import tlv
 from matter_ota.crypto import case_keys, certs
 from matter_ota.crypto.case_keys import RANDOM_LENGTH, RESUMPTION_ID_LENGTH
-from matter_ota.crypto.certs import CertificateError, ChainInfo, MatterCertificate
+from matter_ota.crypto.certs import CertificateError, ChainInfo
 from matter_ota.fabrics import FabricInfo, FabricTable
 from matter_ota.messaging.crypto import SessionKeys, derive_session_keys
 from matter_ota.messaging.session import DEFAULT_PARAMETERS, SessionParameters
@@ -63,6 +63,7 @@ from matter_ota.secure_channel.case_messages import (
     TBEData2,
     TBEData3,
     TBSData,
+    decode_flat,
 )
 from matter_ota.secure_channel.resumption import ResumptionRecord, ResumptionStore
 from matter_ota.secure_channel.session_params import SessionParametersTLV
@@ -150,7 +151,7 @@ _T = TypeVar("_T", bound=tlv.Struct)
 
 def _decode(schema: type[_T], payload: bytes) -> _T:
     try:
-        return schema.decode(payload)
+        return decode_flat(schema, payload)
     except tlv.TLVError as e:
         raise CaseError(f"malformed {schema.__name__}: {e}") from None
 
@@ -160,7 +161,7 @@ def _peer_params(p: SessionParametersTLV | None) -> SessionParameters:
 
 
 def _public_bytes(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return certs.public_key_bytes(key)
+    return key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
 
 
 def _ecdh(key: ec.EllipticCurvePrivateKey, peer_point: bytes) -> bytes:
@@ -172,7 +173,7 @@ def _ecdh(key: ec.EllipticCurvePrivateKey, peer_point: bytes) -> bytes:
 
 
 def _sign(key: ec.EllipticCurvePrivateKey, message: bytes) -> bytes:
-    r, s = decode_dss_signature(key.sign(message, ec.ECDSA(hashes.SHA256())))
+    r, s = decode_dss_signature(key.sign(message, certs.ECDSA_SHA256))
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
@@ -181,7 +182,7 @@ def _verify(public_key: bytes, message: bytes, signature: bytes) -> None:
         int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
     )
     try:
-        certs.public_key_from_bytes(public_key).verify(der, message, ec.ECDSA(hashes.SHA256()))
+        certs.public_key_from_bytes(public_key).verify(der, message, certs.ECDSA_SHA256)
     except (InvalidSignature, CertificateError):
         raise CaseError("TBS signature does not verify") from None
 
@@ -191,10 +192,10 @@ def _validate_peer(
 ) -> ChainInfo:
     """The peer's chain must lead to this fabric's root and name this fabric."""
     try:
-        noc = MatterCertificate.from_tlv(noc_tlv)
-        icac = MatterCertificate.from_tlv(icac_tlv) if icac_tlv is not None else None
-        root = MatterCertificate.from_tlv(fabric.rcac)
-        info = certs.validate_chain(noc, icac, root, now=cert_time)
+        noc = certs.decode(noc_tlv)
+        icac = certs.decode(icac_tlv) if icac_tlv is not None else None
+        root = certs.decode(fabric.rcac)  # our trust anchor, checked when the fabric was added
+        info = certs.validate_chain(noc, icac, root, now=cert_time, trusted_root=True)
     except CertificateError as e:
         raise CaseError(f"peer certificate chain rejected: {e}") from None
     if info.fabric_id != fabric.fabric_id:
