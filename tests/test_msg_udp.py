@@ -182,3 +182,71 @@ def test_serve_command_refuses_bad_flags() -> None:
     assert main(["serve", "--port", "70000"]) == 2
     assert main(["serve", "--discriminator", "5000"]) == 2
     assert main(["serve", "--passcode", "0"]) == 2
+
+
+def _flood_latency(prioritize: bool) -> tuple[float, int]:
+    """40 slow handshakes (10 ms of blocking work each, like a PASE step) arrive together with
+    one request on an established session: how long does the established peer wait, and how
+    many handshake steps ran before its answer?"""
+    from matter_ota.messaging.header import ProtocolHeader
+    from matter_ota.messaging.session import SessionKind
+    from matter_ota.messaging.status import SecureChannelOpcode
+
+    handshakes: list[float] = []
+
+    def slow_handshake(exchange: Exchange, message: Message) -> None:
+        time.sleep(0.010)
+        handshakes.append(time.monotonic())
+
+    async def main() -> tuple[float, int]:
+        client, server = _server_and_client()
+        server.register(Protocol.SECURE_CHANNEL, SecureChannelOpcode.PBKDF_PARAM_REQUEST,
+                        slow_handshake, {SessionKind.UNSECURED})
+        transport = UdpTransport(server, host="127.0.0.1", port=0,
+                                 prioritize_sessions=prioritize)
+        async with anyio.create_task_group() as tg:
+            _, port = await tg.start(transport.run)
+            [session] = list(client.sessions)
+            session.peer_addr = ("127.0.0.1", port)
+            recorder = Recorder()
+            client.new_exchange(session, recorder, time.monotonic()).send(IM, 0x02, b"now")
+            [(request, _)] = client.datagrams_to_send()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                sock.setblocking(False)
+                for i in range(40):
+                    hello = MessageHeader(0, 100 + i, source_node_id=1000 + i).encode()
+                    proto = ProtocolHeader(0, SecureChannelOpcode.PBKDF_PARAM_REQUEST, i,
+                                           initiator=True)
+                    sock.sendto(hello + proto.encode() + b"x" * 30, ("127.0.0.1", port))
+                sent = time.monotonic()
+                sock.sendto(request, ("127.0.0.1", port))
+                with anyio.fail_after(10):
+                    while not recorder.messages:
+                        await anyio.wait_readable(sock)
+                        data, addr = sock.recvfrom(2048)
+                        client.datagram_received(data, (addr[0], addr[1]), time.monotonic())
+                latency = time.monotonic() - sent
+                before = sum(1 for t in handshakes if t <= sent + latency)
+            tg.cancel_scope.cancel()
+        return latency, before
+
+    return anyio.run(main)
+
+
+def test_established_sessions_overtake_a_handshake_flood() -> None:
+    latency, handshakes_before = _flood_latency(prioritize=True)
+    fifo_latency, fifo_before = _flood_latency(prioritize=False)
+    print(f"\nsession request behind 40 handshakes: {latency * 1000:.0f} ms "
+          f"({handshakes_before} handshake steps first); FIFO: {fifo_latency * 1000:.0f} ms "
+          f"({fifo_before} first)")
+    assert handshakes_before <= 3 and latency < 0.15
+    assert fifo_before >= 30 and fifo_latency > 0.3
+
+
+def test_peer_address_keeps_ipv6_scope() -> None:
+    from matter_ota.runtime.udp import _peer
+
+    assert _peer(("fe80::1", 5540, 0, 3)) == ("fe80::1%3", 5540)
+    assert _peer(("::ffff:127.0.0.1", 5540, 0, 0)) == ("::ffff:127.0.0.1", 5540)
+    assert _peer(("127.0.0.1", 5540)) == ("127.0.0.1", 5540)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 import pytest
@@ -272,3 +273,28 @@ def test_session_keys_are_hkdf_of_ke() -> None:
     i, _ = run(initiator, responder)
     assert initiator._prover is not None and initiator._prover.keys is not None
     assert i.keys == derive_session_keys(initiator._prover.keys.ke, b"")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=200), st.binary(max_size=150))
+def test_initiator_random_input_raises_only_pase_error(resp: bytes, pake2: bytes) -> None:
+    initiator = PaseInitiator(PASSCODE, 1)
+    initiator.start()
+    try:
+        initiator.receive(Op.PBKDF_PARAM_RESPONSE, resp)
+        initiator.receive(Op.PASE_PAKE2, pake2)
+    except PaseError:
+        assert initiator.state in (State.FAILED, State.WAIT_PBKDF_RESPONSE)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0x20, 0x21, 0x22, 0x23, 0x24, 0x40, 0x30]),
+                          st.binary(max_size=80), st.sampled_from(["a", "b"])), max_size=8))
+def test_server_random_sequences_raise_only_pase_error(
+        steps: list[tuple[int, bytes, str]]) -> None:
+    srv, ids = server(max_failures=3)
+    for opcode, payload, exchange in steps:
+        with contextlib.suppress(PaseError):
+            srv.receive(exchange, opcode, payload, 0.0)
+    assert srv.failures <= 3
+    assert len(ids.reserved) <= 1  # at most the id of the handshake still running

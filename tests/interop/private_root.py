@@ -8,7 +8,7 @@ real root is recursively bind-mounted (the checkout and the venv stay visible), 
 
 Usage (as root, already in a fresh mount namespace, e.g. under ``unshare -m``)::
 
-    python private_root.py --scratch DIR -- command args...
+    python private_root.py --scratch DIR [--keep PATH ...] -- command args...
 
 Nothing here leaks out: the mount tree is made private before anything is mounted.
 """
@@ -28,8 +28,12 @@ def _mount(*args: str) -> None:
     subprocess.run(["mount", *args], check=True)
 
 
-def build_root(scratch: str) -> str:
-    """Assemble the private root under a new tmpfs and return its path."""
+def build_root(scratch: str, keep: list[str]) -> str:
+    """Assemble the private root under a new tmpfs and return its path.
+
+    ``keep`` are paths that must stay visible even inside ``/data`` or ``/tmp`` (a checkout
+    or virtualenv under /tmp, as CI runners do).
+    """
     _mount("--make-rprivate", "/")
     root = tempfile.mkdtemp(prefix="private-root-", dir=scratch)
     _mount("-t", "tmpfs", "-o", "mode=0755", "private-root", root)
@@ -53,19 +57,27 @@ def build_root(scratch: str) -> str:
         dst = os.path.join(root, name)
         os.mkdir(dst)
         _mount("--bind", own, dst)
+    for path in keep:
+        path = os.path.realpath(path)
+        if path.split(os.sep)[1] in PRIVATE_DIRS and os.path.isdir(path):
+            dst = root + path
+            os.makedirs(dst, exist_ok=True)
+            _mount("--rbind", path, dst)
     return root
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scratch", required=True, help="dir holding data/ and tmp/")
+    parser.add_argument("--keep", action="append", default=[],
+                        help="a path to keep visible (repeatable)")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command given")
     cwd = os.getcwd()
-    root = build_root(os.path.abspath(args.scratch))
+    root = build_root(os.path.abspath(args.scratch), args.keep)
     os.chroot(root)
     os.chdir(cwd)
     os.execvp(command[0], command)

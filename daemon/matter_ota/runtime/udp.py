@@ -1,21 +1,24 @@
 """UDP transport for the sans-IO :class:`~matter_ota.node.Node`, on anyio.
 
-One socket (IPv6 dual-stack where the kernel allows it, IPv4 otherwise, or an explicit address),
-two tasks:
+One non-blocking socket (IPv6 dual-stack where the kernel allows it, IPv4 otherwise, or an
+explicit address) and one task that loops:
 
-- the *reader* takes datagrams off the socket and files them in two bounded queues by a peek at
-  the session id (message header bytes 1-2): **session** traffic (session id != 0, AES-CCM only,
-  cheap) and **handshake** traffic (session id 0: PASE / CASE, whose public-key crypto costs
-  milliseconds);
-- the *processor* feeds the node, draining the session queue before each handshake datagram, and
-  re-arms one timer from :meth:`Node.next_deadline`.
+1. drain every datagram waiting in the socket into two bounded queues, by a peek at the session
+   id (message header bytes 1-2): **session** traffic (session id != 0: AES-CCM only, ~20 us a
+   message) and **handshake** traffic (session id 0: PASE / CASE, whose public-key crypto costs
+   milliseconds: a PASE responder step is ~15 ms in pure Python);
+2. hand the node one datagram, session traffic first;
+3. run the node's timer if due, send what it queued, and sleep until the socket is readable or
+   :meth:`Node.next_deadline` comes (one timer, re-armed every turn).
 
-So a burst of handshakes (a fleet re-checking in after an outage) cannot starve devices that are
-already downloading over established sessions: their datagrams overtake the queued handshakes,
-and a full handshake queue drops (the initiators retransmit under MRP), which bounds the work
-and the memory a flood can cause. Processing stays on the event loop thread; the node is one
-state machine and needs no locks. Malformed datagrams are dropped by the node; an unexpected
-exception while processing one is logged and never ends the loop.
+Why not threads: the node is one state machine (no locks wanted) and the expensive handshake
+arithmetic is pure Python, which holds the GIL, so a worker thread would not let other peers run
+anyway. Instead a burst of handshakes (a fleet re-checking in after an outage) delays an
+established session's datagram by at most the one handshake step being computed, far below the
+300 ms MRP floor, because queued session datagrams overtake queued handshakes; and a full
+handshake queue drops new ones (initiators retransmit under MRP), bounding work and memory under a
+flood. ``tests/test_msg_udp.py`` measures this. Malformed datagrams are dropped by the node; an
+unexpected exception while processing one is logged and never ends the loop.
 """
 
 from __future__ import annotations
@@ -40,6 +43,15 @@ log = logging.getLogger("matter_ota.udp")
 DEFAULT_PORT = 5540  # 4.3 / 2.5.6 Matter operational UDP port
 MAX_DATAGRAM = 1280  # 4.4.4: IPv6 minimum MTU bounds a Matter message
 SLOW_DATAGRAM = 0.050  # seconds of processing worth a log line
+RECV_BUFFER = 2048
+
+
+def _peer(raw: tuple[object, ...]) -> Address:
+    """(host, port) from a socket address; link-local IPv6 keeps its scope for the reply."""
+    host, port = str(raw[0]), int(str(raw[1]))
+    if len(raw) >= 4 and raw[3] and "%" not in host:
+        host = f"{host}%{raw[3]}"
+    return host, port
 
 
 @dataclass
@@ -95,6 +107,7 @@ class UdpTransport:
         max_handshake_queue: int = 64,
         max_session_queue: int = 1024,
         on_event: Callable[[object], None] | None = None,
+        prioritize_sessions: bool = True,
     ) -> None:
         self.node = node
         self.host = host
@@ -106,68 +119,76 @@ class UdpTransport:
         self._max_session = max_session_queue
         self._session_q: deque[tuple[bytes, Address]] = deque()
         self._handshake_q: deque[tuple[bytes, Address]] = deque()
-        self._wake = anyio.Event()
-        self._sock: anyio.abc.UDPSocket | None = None
         self._on_event = on_event
+        self._prioritize = prioritize_sessions  # False: one FIFO (for measurements)
+        self._sleep: anyio.CancelScope | None = None
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[Address] = anyio.TASK_STATUS_IGNORED,
-                  ) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[Address] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Serve until cancelled; ``task_status.started`` gets the bound (host, port)."""
-        raw = open_socket(self.host, self.port)
-        async with await anyio.abc.UDPSocket.from_socket(raw) as sock:
-            self._sock = sock
-            bound = raw.getsockname()
+        sock = open_socket(self.host, self.port)
+        try:
+            bound = sock.getsockname()
             self.local_address = (str(bound[0]), int(bound[1]))
             log.info("event=listening address=[%s]:%d", *self.local_address)
-            try:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._reader, sock)
-                    task_status.started(self.local_address)
-                    await self._processor(sock)
-            finally:
-                self._sock = None
+            task_status.started(self.local_address)
+            while True:
+                self._drain(sock)
+                item = self._take()
+                if item is not None:
+                    self._process(*item)
+                deadline = self.node.next_deadline()
+                now = self.clock()
+                if deadline is not None and deadline <= now:
+                    self._guard(self.node.handle_timer, now)
+                self._drain_events()
+                self._flush(sock)
+                if self._session_q or self._handshake_q:
+                    await anyio.lowlevel.checkpoint()
+                    continue
+                deadline = self.node.next_deadline()
+                timeout = math.inf if deadline is None else max(0.0, deadline - self.clock())
+                with anyio.move_on_after(timeout) as self._sleep:
+                    await anyio.wait_readable(sock)
+                self._sleep = None
+        finally:
+            sock.close()
 
-    async def _reader(self, sock: anyio.abc.UDPSocket) -> None:
-        while True:
+    def enqueue(self, data: bytes, addr: Address) -> bool:
+        """File a received datagram by kind; False if its queue is full (dropped)."""
+        self.stats.received += 1
+        handshake = len(data) >= 3 and data[1] == 0 and data[2] == 0  # session id 0
+        if handshake and self._prioritize:
+            if len(self._handshake_q) >= self._max_handshake:
+                self.stats.handshake_dropped += 1
+                log.debug("event=drop reason=handshake_queue_full peer=[%s]:%d", *addr)
+                return False
+            self._handshake_q.append((data, addr))
+        else:
+            if len(self._session_q) >= self._max_session:
+                log.debug("event=drop reason=session_queue_full peer=[%s]:%d", *addr)
+                return False
+            self._session_q.append((data, addr))
+        return True
+
+    def _take(self) -> tuple[bytes, Address] | None:
+        if self._session_q:
+            return self._session_q.popleft()
+        if self._handshake_q:
+            return self._handshake_q.popleft()
+        return None
+
+    def _drain(self, sock: socket.socket) -> None:
+        for _ in range(self._max_session + self._max_handshake):
             try:
-                data, addr = await sock.receive()
+                data, raw_addr = sock.recvfrom(RECV_BUFFER)
+            except (BlockingIOError, InterruptedError):
+                return
             except OSError as exc:  # e.g. ICMP port unreachable surfacing on Linux
                 log.debug("event=recv_error error=%s", exc)
                 continue
-            self.stats.received += 1
-            peer = (str(addr[0]), int(addr[1]))
-            if len(data) >= 3 and data[1] == 0 and data[2] == 0:
-                if len(self._handshake_q) >= self._max_handshake:
-                    self.stats.handshake_dropped += 1
-                    log.debug("event=drop reason=handshake_queue_full peer=[%s]:%d", *peer)
-                    continue
-                self._handshake_q.append((data, peer))
-            else:
-                if len(self._session_q) >= self._max_session:
-                    log.debug("event=drop reason=session_queue_full peer=[%s]:%d", *peer)
-                    continue
-                self._session_q.append((data, peer))
-            self._wake.set()
-
-    async def _processor(self, sock: anyio.abc.UDPSocket) -> None:
-        while True:
-            deadline = self.node.next_deadline()
-            if not self._session_q and not self._handshake_q:
-                timeout = math.inf if deadline is None else max(0.0, deadline - self.clock())
-                with anyio.move_on_after(timeout):
-                    await self._wake.wait()
-                self._wake = anyio.Event()
-            if self._session_q:
-                self._process(*self._session_q.popleft())
-            elif self._handshake_q:
-                self._process(*self._handshake_q.popleft())
-            deadline = self.node.next_deadline()
-            now = self.clock()
-            if deadline is not None and deadline <= now:
-                self._guard(self.node.handle_timer, now)
-            self._drain_events()
-            await self._flush(sock)
-            await anyio.lowlevel.checkpoint()
+            self.enqueue(data, _peer(raw_addr))
 
     def _process(self, data: bytes, addr: Address) -> None:
         started = self.clock()
@@ -184,12 +205,12 @@ class UdpTransport:
             self.stats.errors += 1
             log.exception("event=node_error")
 
-    async def _flush(self, sock: anyio.abc.UDPSocket) -> None:
+    def _flush(self, sock: socket.socket) -> None:
         for data, (host, port) in self.node.datagrams_to_send():
             if len(data) > MAX_DATAGRAM:
                 log.warning("event=oversize_datagram size=%d peer=[%s]:%d", len(data), host, port)
             try:
-                await sock.sendto(data, host, port)
+                sock.sendto(data, (host, port))  # UDP: a full buffer drops, MRP retransmits
                 self.stats.sent += 1
             except OSError as exc:
                 log.debug("event=send_error peer=[%s]:%d error=%s", host, port, exc)
@@ -202,5 +223,7 @@ class UdpTransport:
                 self._guard(self._on_event, event)
 
     def kick(self) -> None:
-        """Wake the processor (call after driving the node from outside, e.g. a new exchange)."""
-        self._wake.set()
+        """Wake the loop now: call after driving the node from another task (e.g. opening an
+        exchange as initiator), so that its datagrams go out and its timer is re-armed."""
+        if self._sleep is not None:
+            self._sleep.cancel()
