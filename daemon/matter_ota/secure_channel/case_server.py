@@ -123,6 +123,14 @@ class _Driver(ExchangeDelegate):
         _send_all(exchange, sends)
         if hs.result is not None:
             self.session = install(self.node, hs.result, exchange)
+            log.info(
+                "event=case_established role=%s resumed=%s fabric=%d node=0x%016X peer=[%s]:%s",
+                "initiator" if hs.result.is_initiator else "responder",
+                str(hs.result.resumed).lower(),
+                hs.result.fabric_index,
+                hs.result.peer_node_id,
+                *(exchange.session.peer_addr or ("-", "-")),
+            )
             self._finished(hs.result)
             exchange.delegate = None
             exchange.close()
