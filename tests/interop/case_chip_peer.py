@@ -10,12 +10,14 @@ SDK's CASEServer answers Sigma1 on the controller's UDP port. We write that port
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _own_udp_ports(table: str) -> list[int]:
@@ -81,6 +83,20 @@ def _controller(
     return Controller()
 
 
+async def _connect_twice(ctrl: Any, node_id: int) -> dict[str, Any]:
+    """CASE to ``node_id`` (found by operational discovery), then again after expiring it."""
+    attempts = []
+    for _ in range(2):
+        start = time.monotonic()
+        try:
+            await ctrl.GetConnectedDevice(node_id, allowPASE=False, timeoutMs=30000)
+            attempts.append({"ok": True, "seconds": time.monotonic() - start})
+        except Exception as e:  # the SDK raises ChipStackError and friends
+            attempts.append({"ok": False, "error": repr(e)})
+        ctrl.ExpireSessions(node_id)  # the resumption record survives: the next one resumes
+    return {"attempts": attempts}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--storage", required=True)
@@ -90,6 +106,14 @@ def main() -> int:
     parser.add_argument("--port-file", required=True)
     parser.add_argument("--stop-file", required=True)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--connect",
+        type=lambda v: int(v, 0),
+        default=None,
+        help="act as initiator: open CASE to this node twice (the second time resuming), "
+        "write the outcome to --result-file and exit",
+    )
+    parser.add_argument("--result-file", default=None)
     args = parser.parse_args()
 
     import chip.native
@@ -113,6 +137,12 @@ def main() -> int:
     )
     ports = {"udp6": _own_udp_ports("udp6"), "udp": _own_udp_ports("udp")}
     Path(args.port_file).write_text(json.dumps(ports))
+    if args.connect is not None:
+        outcome = asyncio.run(_connect_twice(ctrl, args.connect))
+        Path(args.result_file).write_text(json.dumps(outcome))
+        ctrl.Shutdown()  # type: ignore[attr-defined]
+        stack.Shutdown()
+        return 0
     deadline = time.monotonic() + args.timeout
     while not Path(args.stop_file).exists() and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 
 from matter_ota.crypto import certs
-from matter_ota.fabrics import CertificateAuthority
+from matter_ota.fabrics import CertificateAuthority, FabricInfo
 
+from .daemon import serve
 from .netns import Namespace, network_namespace, unavailable_reason
 
 pytestmark = pytest.mark.interop
@@ -48,10 +49,10 @@ def ns() -> Iterator[Namespace]:
         yield namespace
 
 
-class ChipResponder:
-    """The controller process serving CASE; stopped (by its PID) on exit."""
+class ChipController:
+    """The SDK controller process on our fabric; stopped (by its PID) on exit."""
 
-    def __init__(self, ns: Namespace, scratch: Path, fabric: dict[str, Any]) -> None:
+    def __init__(self, ns: Namespace, scratch: Path, fabric: dict[str, Any], *extra: str) -> None:
         self.data = scratch / "data"
         self.data.mkdir(parents=True, exist_ok=True)
         (self.data / "fabric.json").write_text(json.dumps(fabric))
@@ -61,7 +62,7 @@ class ChipResponder:
             sys.executable, str(HERE / "private_root.py"), "--scratch", str(scratch), "--",
             sys.executable, "-X", "faulthandler", str(HERE / "case_chip_peer.py"),
             "--storage", "/data/controller.json", "--fabric", "/data/fabric.json",
-            "--port-file", "/data/port.json", "--stop-file", "/data/stop",
+            "--port-file", "/data/port.json", "--stop-file", "/data/stop", *extra,
         ]  # fmt: skip
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
@@ -111,18 +112,23 @@ def run_initiator(ns: Namespace, fabric_path: Path, *args: str) -> dict[str, Any
     raise AssertionError(f"initiator printed no result:\n{proc.stdout}\n{proc.stderr}")
 
 
-def test_case_with_connectedhomeip_responder(ns: Namespace, tmp_path: Path) -> None:
+def _fabrics(tmp_path: Path) -> tuple[FabricInfo, Path, dict[str, Any]]:
+    """Ours (as a file for our side) and the SDK's (certificates in X.509, as it takes them)."""
     ca = CertificateAuthority(fabric_id=0x0000_0000_0000_0F0F, now=int(time.time()))
     ours = ca.issue(OUR_NODE)
     chip_fabric = ca.issue(CHIP_NODE)
     ours_path = tmp_path / "ours.json"
     ours_path.write_text(json.dumps(ours.to_dict()))
-    # the SDK takes X.509 DER here and converts it to Matter TLV itself
     x509_form = dict(chip_fabric.to_dict())
     for name in ("rcac", "icac", "noc"):
         tlv_form = getattr(chip_fabric, name)
         x509_form[name] = certs.to_x509(certs.decode(tlv_form)).hex() if tlv_form else None
-    responder = ChipResponder(ns, tmp_path / "controller", x509_form)
+    return ours, ours_path, x509_form
+
+
+def test_case_with_connectedhomeip_responder(ns: Namespace, tmp_path: Path) -> None:
+    _, ours_path, x509_form = _fabrics(tmp_path)
+    responder = ChipController(ns, tmp_path / "controller", x509_form)
     try:
         port = responder.port()
         target = ("--ip", ns.controller_v6, "--port", str(port))
@@ -144,3 +150,48 @@ def test_case_with_connectedhomeip_responder(ns: Namespace, tmp_path: Path) -> N
         assert refused["error"] == "FAILURE/0x00000000/0x0001", wrong  # NO_SHARED_TRUST_ROOTS
     finally:
         responder.stop()
+
+
+def test_connectedhomeip_initiator_opens_case_to_our_daemon(ns: Namespace, tmp_path: Path) -> None:
+    """The daemon's real role: a device's CASE stack finds us by operational discovery and
+    connects; the second time it resumes."""
+    ours, ours_path, x509_form = _fabrics(tmp_path)
+    stop = tmp_path / "stop-advertising"
+    adv_log = tmp_path / "advertise.log"
+    env = dict(os.environ, PYTHONPATH=str(CHECKOUT / "daemon"))
+    with serve(
+        ns, tmp_path / "daemon", "--port", "5540", "--fabric-file", str(ours_path)
+    ) as daemon:
+        assert daemon.wait_for("event=case_enabled fabrics=1"), daemon.log()
+        with adv_log.open("wb") as log:
+            advertiser = subprocess.Popen(
+                ns.wrap([sys.executable, str(HERE / "advertise_operational.py"),
+                         "--instance", ours.operational_instance_name(),
+                         "--address", ns.device_v6, "--port", "5540",
+                         "--stop-file", str(stop)]),
+                stdout=log, stderr=subprocess.STDOUT, env=env,
+            )  # fmt: skip
+        controller = ChipController(
+            ns, tmp_path / "controller", x509_form,
+            "--connect", hex(OUR_NODE), "--result-file", "/data/result.json",
+        )  # fmt: skip
+        try:
+            controller.proc.wait(timeout=120)
+            result_path = controller.data / "result.json"
+            where = (
+                f"controller:\n{controller.log()[-6000:]}\ndaemon:\n{daemon.log()[-4000:]}\n"
+                f"advertiser:\n{adv_log.read_text(errors='replace')}"
+            )
+            assert result_path.exists(), where
+            first, second = json.loads(result_path.read_text())["attempts"]
+            assert first["ok"] and second["ok"], f"{first} {second}\n{where}"
+            assert daemon.wait_for("event=case_established role=responder resumed=false"), where
+            assert daemon.wait_for("event=case_established role=responder resumed=true"), where
+        finally:
+            stop.touch()
+            controller.stop()
+            try:
+                advertiser.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                advertiser.kill()
+                advertiser.wait()
