@@ -358,5 +358,20 @@ def _ext_from_tlv(tag: Any, v: Any) -> Extension:
     if tag == _E_AKID:
         return AuthorityKeyId(_bytes(v, "authority-key-id", 20, 20))
     if tag == _E_FUTURE:
-        return FutureExtension(_bytes(v, "future-extension", 1, 400))
+        return FutureExtension(_check_extension_der(_bytes(v, "future-extension", 1, 400)))
     raise CertificateError(f"unknown certificate extension tag {tag!r}")
+
+
+def _check_extension_der(data: bytes) -> bytes:
+    """A future extension must be one DER ``Extension`` (it is copied into the X.509 as is)."""
+    from matter_ota.crypto import der
+
+    try:
+        parts = der.parse(data).expect(der.SEQUENCE, "extension").children()
+        if not 2 <= len(parts) <= 3 or parts[0].tag != der.OID or parts[-1].tag != der.OCTET_STRING:
+            raise der.DERError("not OID, [critical], OCTET STRING")
+        if len(parts) == 3 and parts[1].tag != der.BOOLEAN:
+            raise der.DERError("criticality is not a BOOLEAN")
+    except der.DERError as e:
+        raise CertificateError(f"future-extension is not a DER Extension: {e}") from None
+    return data
