@@ -25,6 +25,7 @@ from matter_ota.policy.model import (
     ApplyAction,
     BusyPolicy,
     Channel,
+    Decision,
     Device,
     DeviceMatch,
     DeviceRef,
@@ -95,6 +96,8 @@ def query(version: int = 1, **kw: object) -> Query:
 
 def test_offer() -> None:
     d = decide(device(), query(), state(), NOW)
+    assert d == Decision(QueryStatus.UPDATE_AVAILABLE, d.reason, "offer", "production",
+                         release(), image())  # the fast constructor builds a real Decision
     assert d.status is QueryStatus.UPDATE_AVAILABLE and d.code == "offer"
     assert d.version == 2 and d.image == image() and d.delayed_action_time == 0
     assert "1 -> 2" in d.reason and d.channel == "production"
@@ -199,7 +202,7 @@ def test_cohort_selects_exactly_and_explains() -> None:
     offered = [d for d in results if d.offered]
     assert len(offered) == index.target == 20
     out = next(d for d in results if not d.offered)
-    assert out.code == "not_in_cohort" and "10 % of 200 known devices = 20 selected" in out.reason
+    assert out.code == "not_in_cohort" and "10 % of 200 known devices = 20," in out.reason
 
 
 def test_pinned_device_is_offered_outside_the_cohort() -> None:
@@ -212,7 +215,10 @@ def test_pinned_device_is_offered_outside_the_cohort() -> None:
     pinned = state(dataclasses.replace(rel, pinned=(DeviceMatch(outside.node),)),
                    cohorts={KEY: index})
     d = decide(device(outside.node), query(), pinned, NOW)
-    assert d.offered and "pinned" in d.reason
+    assert d.offered and "pinned" in d.reason and d.pinned
+    # A pin is not a cohort offer: the cohort refuses to record it, the count stays exact.
+    assert not index.mark_offered(outside)
+    assert not decide(device(index.selected().pop().node), query(), pinned, NOW).pinned
 
 
 def test_without_a_ledger_the_hash_decides() -> None:

@@ -339,7 +339,7 @@ def _ranges(doc: Doc, node: yaml.Node | None, what: str) -> tuple[IntRange, ...]
     ranges = []
     for item in doc.sequence(node, what):
         text = doc.text(item, f"{what} entry").strip()
-        match = re.fullmatch(r"(\d+)\s*(?:-\s*(\d+))?", text)
+        match = re.fullmatch(r"(\d{1,6})\s*(?:-\s*(\d{1,6}))?", text)
         if match is None:
             doc.error(item, f"{what} entry {text!r} is not a version or range",
                       "write 3 or \"3-7\"")

@@ -187,7 +187,9 @@ class Doc:
         scalar = self.scalar(node, what)
         raw = str(scalar.value).replace("_", "").strip()
         value: int | None = None
-        if _INTEGER.fullmatch(raw) and scalar.tag != NULL_TAG:
+        # 40 characters hold any 64-bit id in any base; longer is a mistake (and int() of
+        # thousands of digits is refused by Python itself).
+        if len(raw) <= 40 and _INTEGER.fullmatch(raw) and scalar.tag != NULL_TAG:
             body = raw.lstrip("+-")[:2].lower()
             value = int(raw, 0) if body in ("0x", "0o", "0b") else int(raw, 10)
         if value is None:
@@ -243,7 +245,7 @@ class Doc:
     def size(self, node: yaml.Node, what: str) -> int:
         """Bytes, written ``1048576``, ``512MiB``, ``2GiB``, ``100MB``."""
         raw = self.text(node, what).strip()
-        match = re.fullmatch(r"([0-9]+)\s*([KMGT]i?B|B)?", raw, flags=re.IGNORECASE)
+        match = re.fullmatch(r"([0-9]{1,20})\s*([KMGT]i?B|B)?", raw, flags=re.IGNORECASE)
         if match is None:
             self.error(node, f"{what} {raw!r} is not a size", "write bytes or 512MiB, 2GiB")
         unit = (match.group(2) or "B").upper()
@@ -256,12 +258,12 @@ class Doc:
         raw = self.text(node, what).strip()
         try:
             value = datetime.fromisoformat(raw.replace(" ", "T", 1) if "T" not in raw else raw)
-        except ValueError:
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=UTC)
+            return value.astimezone(UTC)
+        except (ValueError, OverflowError):
             self.error(node, f"{what} {raw!r} is not an ISO 8601 time",
                        "write e.g. 2026-11-29T18:00:00Z")
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
 
     def resolve_path(self, node: yaml.Node, what: str) -> Path:
         """A path; relative ones resolve against the directory of this file."""
@@ -283,6 +285,8 @@ _UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 def parse_duration(text: str) -> float | None:
     """Seconds from ``90``, ``1.5``, ``90s``, ``15m``, ``6h``, ``2d``, ``1h30m``; else None."""
     text = text.strip().lower()
+    if len(text) > 40:
+        return None
     if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
         return float(text)
     pos, total = 0, 0.0
