@@ -30,7 +30,7 @@ import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -135,6 +135,21 @@ class CaseResult:
     peer_params: SessionParameters
     resumed: bool
     resumption: ResumptionRecord
+
+
+@dataclass(frozen=True)
+class _Sigma2Sent:
+    """What the responder keeps between its Sigma2 and the initiator's Sigma3."""
+
+    fabric: FabricInfo
+    sigma1: bytes
+    sigma2: bytes
+    shared: bytes
+    eph_pub: bytes
+    peer_eph_pub: bytes
+    peer_session_id: int
+    peer_params: SessionParameters
+    resumption_id: bytes
 
 
 def success_report() -> StatusReport:
@@ -266,7 +281,7 @@ class CaseResponder(CaseHandshake):
         self._resumptions = resumptions
         self._cert_time = cert_time
         self._local_params = local_params
-        self._s: dict[str, Any] = {}
+        self._sent: _Sigma2Sent | None = None
 
     _TABLE = {
         (State.WAIT_SIGMA1, Op.CASE_SIGMA1): "_on_sigma1",
@@ -312,17 +327,10 @@ class CaseResponder(CaseHandshake):
             encrypted2=case_keys.encrypt(s2k, case_keys.TBE2_NONCE, tbe),
             responder_session_params=SessionParametersTLV.local(self._local_params),
         ).encode()
-        self._s = {
-            "fabric": fabric,
-            "sigma1": payload,
-            "sigma2": sigma2,
-            "shared": shared,
-            "eph_pub": eph_pub,
-            "peer_eph_pub": s1.initiator_eph_pub_key,
-            "peer_session_id": s1.initiator_session_id,
-            "peer_params": peer_params,
-            "resumption_id": resumption_id,
-        }
+        self._sent = _Sigma2Sent(
+            fabric, payload, sigma2, shared, eph_pub, s1.initiator_eph_pub_key,
+            s1.initiator_session_id, peer_params, resumption_id,
+        )  # fmt: skip
         return [Send(Op.CASE_SIGMA2, sigma2)], State.WAIT_SIGMA3
 
     def _try_resume(
@@ -369,10 +377,12 @@ class CaseResponder(CaseHandshake):
         return [Send(Op.CASE_SIGMA2_RESUME, sigma2_resume)], State.WAIT_RESUME_STATUS
 
     def _on_sigma3(self, payload: bytes) -> tuple[list[Send], State]:
-        s = self._s
-        fabric: FabricInfo = s["fabric"]
+        s = self._sent
+        if s is None:
+            raise CaseError("Sigma3 before Sigma2")
+        fabric = s.fabric
         s3 = _decode(Sigma3, payload)
-        s3k = case_keys.sigma3_key(s["shared"], fabric.ipk, s["sigma1"], s["sigma2"])
+        s3k = case_keys.sigma3_key(s.shared, fabric.ipk, s.sigma1, s.sigma2)
         try:
             plain = case_keys.decrypt(s3k, case_keys.TBE3_NONCE, s3.encrypted3)
         except case_keys.CaseCryptoError as e:
@@ -382,31 +392,31 @@ class CaseResponder(CaseHandshake):
         tbs = TBSData(
             noc=tbe.noc,
             icac=tbe.icac,
-            sender_eph_pub_key=s["peer_eph_pub"],
-            receiver_eph_pub_key=s["eph_pub"],
+            sender_eph_pub_key=s.peer_eph_pub,
+            receiver_eph_pub_key=s.eph_pub,
         ).encode()
         _verify(info.public_key, tbs, tbe.signature)
         keys = derive_session_keys(
-            s["shared"], case_keys.session_salt(fabric.ipk, s["sigma1"], s["sigma2"], payload)
+            s.shared, case_keys.session_salt(fabric.ipk, s.sigma1, s.sigma2, payload)
         )
         record = ResumptionRecord(
-            s["resumption_id"], s["shared"], fabric.fabric_index, info.node_id, info.cats
+            s.resumption_id, s.shared, fabric.fabric_index, info.node_id, info.cats
         )
         self.result = CaseResult(
             local_session_id=self.local_session_id,
-            peer_session_id=s["peer_session_id"],
+            peer_session_id=s.peer_session_id,
             keys=keys,
             is_initiator=False,
             fabric_index=fabric.fabric_index,
             local_node_id=fabric.node_id,
             peer_node_id=info.node_id,
             peer_cats=info.cats,
-            peer_params=s["peer_params"],
+            peer_params=s.peer_params,
             resumed=False,
             resumption=record,
         )
         self._resumptions.put(record)
-        self._s = {}
+        self._sent = None
         return [Send(Op.STATUS_REPORT, success_report().encode())], State.ESTABLISHED
 
     def receive_status(self, report: StatusReport) -> CaseResult | None:
@@ -449,7 +459,6 @@ class CaseInitiator(CaseHandshake):
         self._eph_pub = _public_bytes(self._eph)
         self._random_value = b""
         self._sigma1 = b""
-        self._s: dict[str, Any] = {}
 
     _TABLE = {
         (State.WAIT_SIGMA2, Op.CASE_SIGMA2): "_on_sigma2",
