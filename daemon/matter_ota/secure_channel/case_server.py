@@ -258,6 +258,15 @@ class CaseConnection(_Driver):
         result = self.initiator.result
         return result is not None and result.resumed
 
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds the responder asked us to wait when it refused with BUSY (4.11.1.4)."""
+        error = self.error
+        if error is None or error.report.protocol_code != SecureChannelCode.BUSY:
+            return None
+        data = error.report.data
+        return int.from_bytes(data[:2], "little") / 1000 if len(data) >= 2 else 0.0
+
     def _status(self, report: StatusReport) -> None:
         self.initiator.receive_status(report)
 
