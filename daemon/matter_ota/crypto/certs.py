@@ -414,10 +414,14 @@ def validate_chain(
     return info
 
 
-@functools.lru_cache(maxsize=1024)
-def decode(data: bytes) -> MatterCertificate:
+def decode(data: bytes | bytearray | memoryview) -> MatterCertificate:
     """A certificate in Matter TLV form (memoised: the same peers present the same chains)."""
-    return MatterCertificate.from_tlv(bytes(data))
+    return _decode(bytes(data))
+
+
+@functools.lru_cache(maxsize=1024)
+def _decode(data: bytes) -> MatterCertificate:
+    return MatterCertificate.from_tlv(data)
 
 
 def from_x509(data: bytes) -> MatterCertificate:
