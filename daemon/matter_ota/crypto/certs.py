@@ -77,13 +77,17 @@ def public_key_bytes(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey
     )
 
 
-@functools.lru_cache(maxsize=1024)
-def public_key_from_bytes(data: bytes) -> ec.EllipticCurvePublicKey:
+def public_key_from_bytes(data: bytes | bytearray) -> ec.EllipticCurvePublicKey:
     """A P-256 public key from its SEC1 point; :class:`CertificateError` if it is not one.
 
     Memoised: peers come back with the same certificates, and building the key object (point
     decoding and validation) costs as much as a third of a signature check.
     """
+    return _public_key(bytes(data))
+
+
+@functools.lru_cache(maxsize=1024)
+def _public_key(data: bytes) -> ec.EllipticCurvePublicKey:
     try:
         return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), data)
     except ValueError as e:
