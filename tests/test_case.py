@@ -563,3 +563,19 @@ def test_case_sessions_beyond_the_table_evict_the_least_recently_used() -> None:
     closed = [e for e in _events(server_node) if type(e).__name__ == "SessionClosed"]
     assert [e.session.peer_node_id for e in closed] == [0x100]  # type: ignore[attr-defined]
     assert closed[0].reason == "evicted"  # type: ignore[attr-defined]
+
+
+def test_node_refuses_an_expired_initiator_with_invalid_parameter() -> None:
+    w = make_world()
+    client, server = _node_pair(w)
+    expired = w.ca.issue(CLIENT_NODE, not_after=NOW - 60)
+    conn = client.connect(expired, SERVER_NODE, SERVER_ADDR, float(NOW))
+    _pump(client, server, float(NOW))
+    assert conn.session is None and conn.error is not None
+    report = conn.error.report
+    assert (report.general_code, report.protocol_code) == (
+        GeneralCode.FAILURE,
+        SecureChannelCode.INVALID_PARAMETER,
+    )
+    assert len(server.node.sessions) == 0 and server.pending == 0
+    assert any(isinstance(e, CaseFailed) and "expired" in e.reason for e in _events(server.node))
