@@ -466,3 +466,23 @@ def test_times_are_converted_with_the_rfc5280_rules() -> None:
     der_form = certs.to_x509(cert)
     assert b"20510101000000Z" in der_form  # GeneralizedTime from 2050 on
     assert certs.from_x509(der_form) == cert
+
+
+_CHAIN = (CHIP["Node01_01"]["tlv"], CHIP["ICA01"]["tlv"], CHIP["Root01"]["tlv"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2), _mutated([_CHAIN[0]]), _mutated([_CHAIN[1]]), _mutated([_CHAIN[2]]))
+def test_mutated_chains_fail_with_certificate_error_only(
+    which: int, noc: bytes, icac: bytes, rcac: bytes
+) -> None:
+    chain = list(_CHAIN)
+    chain[which] = (noc, icac, rcac)[which]
+    try:
+        info = certs.validate_chain(
+            certs.decode(chain[0]), certs.decode(chain[1]), certs.decode(chain[2]), now=NOW
+        )
+    except CertificateError:
+        return
+    # only a mutation the signatures do not cover can pass: the chain still says the same
+    assert (info.node_id, info.fabric_id) == (0xDEDEDEDE00010001, 0xFAB000000000001D)
