@@ -62,4 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Under `python -m matter_ota.cli` this file runs as __main__, a second copy of the module:
+    # commands raise matter_ota.cli.CliError, which __main__.main would not catch. Run the
+    # imported module's main instead.
+    from matter_ota.cli import main as _main
+
+    sys.exit(_main())
