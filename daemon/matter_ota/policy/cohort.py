@@ -1,0 +1,217 @@
+"""Cohorts: which devices a release with a given seed and percent selects.
+
+Every device gets a **score**, the first 64 bits of HMAC-SHA256 keyed with the cohort seed
+over its (compressed fabric id, node id). The score is a uniformly random number that
+anyone holding the seed recomputes, so the daemon, ``explain`` and every replica agree.
+
+*Hash only* (what a vendor console does) selects the devices whose score falls under
+``percent`` % of the score space. Its count is binomial: in a 20-device home, 10 % selects
+0 devices 12 % of the time and 4 or more 13 % of the time.
+
+*Ours* ranks the known devices of the channel and product by score and selects exactly
+``target(N) = floor(percent * N / 100 + u)`` of them, where ``u`` in [0, 1) is drawn from
+the seed (randomised rounding: the count is within one device of percent x N, and in
+expectation exactly that). Devices that were **offered** stay selected (sticky); the
+remaining places go to the lowest-scored devices not yet offered:
+
+    selected = offered + the (target(N) - |offered|) lowest-scored other known devices
+
+Invariants (tests/test_cohort.py proves them with hypothesis):
+
+* ``offered`` only ever takes devices that are selected, so ``|offered| <= target(N)`` and
+  ``|selected| == target(N)`` exactly, at every N, because ``target`` never shrinks as N
+  or the percent grows.
+* Sticky: an offered device stays selected whatever arrives later.
+* Increase only adds: with the same known and offered devices, a larger percent selects a
+  superset (a longer prefix of the same ranking).
+* Same seed, same ledger: the same devices, whatever order the facts were loaded in; stop
+  and resume touch neither, so resume is the identical set.
+* No early-reporter bias: a place opens when ``percent * N / 100 + u`` crosses an integer,
+  at a random N, and goes to the lowest score among devices not yet offered; the devices
+  that reported early are not favoured (the README's table measures it).
+
+A device not yet known is judged as if it had just joined (N + 1), which is what the index
+will say once the daemon records it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hmac
+from collections.abc import Iterable
+
+from matter_ota.policy.model import DeviceRef
+
+SCORE_BITS = 64
+SCORE_SPACE = 1 << SCORE_BITS
+_ROUNDING_LABEL = b"matter-ota cohort rounding offset"
+
+
+def score(seed: bytes, ref: DeviceRef) -> int:
+    """The device's 64-bit place in the cohort keyed by ``seed``."""
+    message = ref.fabric.to_bytes(8, "big") + ref.node.to_bytes(8, "big")
+    return int.from_bytes(hmac.digest(seed, message, "sha256")[:8], "big")
+
+
+def rounding_offset(seed: bytes) -> int:
+    """``u`` of the randomised rounding, as an integer in [0, 2**64)."""
+    return int.from_bytes(hmac.digest(seed, _ROUNDING_LABEL, "sha256")[:8], "big")
+
+
+def target_count(percent: int, known: int, offset: int) -> int:
+    """floor(percent * known / 100 + offset / 2**64), in exact integer arithmetic."""
+    return (percent * known * SCORE_SPACE + 100 * offset) // (100 * SCORE_SPACE)
+
+
+def hash_only_selected(seed: bytes, percent: int, ref: DeviceRef) -> bool:
+    """The stateless baseline: score under percent % of the score space."""
+    return score(seed, ref) * 100 < percent * SCORE_SPACE
+
+
+def _key(score_value: int, ref: DeviceRef) -> int:
+    # One int orders by score, then fabric, then node: ties are broken, compares stay cheap.
+    return (score_value << 128) | (ref.fabric << 64) | ref.node
+
+
+class CohortIndex:
+    """The selection for one release cohort (seed + percent) over the known devices of its
+    channel and product, with the devices already offered.
+
+    The daemon owns it: :meth:`add_known` when a device of the channel and product checks
+    in, :meth:`mark_offered` when the engine offered it the release. The engine only reads
+    it (:meth:`is_selected`). Rebuild it from the ledger when the seed changes; call
+    :meth:`set_percent` when the percent grows.
+    """
+
+    __slots__ = ("_cut", "_keys", "_offered", "_offset", "_percent", "_rest", "seed")
+
+    def __init__(self, seed: bytes | str, percent: int, known: Iterable[DeviceRef] = (),
+                 offered: Iterable[DeviceRef] = ()) -> None:
+        self.seed = bytes.fromhex(seed) if isinstance(seed, str) else bytes(seed)
+        if not 0 <= percent <= 100:
+            raise ValueError(f"percent must be 0..100, not {percent}")
+        self._percent = percent
+        self._offset = rounding_offset(self.seed)
+        self._keys: dict[DeviceRef, int] = {}
+        for ref in known:
+            self._keys[ref] = _key(score(self.seed, ref), ref)
+        self._offered: set[DeviceRef] = set()
+        for ref in offered:
+            if ref not in self._keys:
+                self._keys[ref] = _key(score(self.seed, ref), ref)
+            self._offered.add(ref)
+        offered_set = self._offered
+        self._rest = sorted(k for ref, k in self._keys.items() if ref not in offered_set)
+        self._cut = -1
+        self._recut()
+
+    # --- reading ----------------------------------------------------------------------------
+
+    @property
+    def percent(self) -> int:
+        return self._percent
+
+    @property
+    def known_count(self) -> int:
+        return len(self._keys)
+
+    @property
+    def offered_count(self) -> int:
+        return len(self._offered)
+
+    @property
+    def target(self) -> int:
+        """How many devices the percent asks for at the current N."""
+        return target_count(self._percent, len(self._keys), self._offset)
+
+    def is_known(self, ref: DeviceRef) -> bool:
+        return ref in self._keys
+
+    def is_offered(self, ref: DeviceRef) -> bool:
+        return ref in self._offered
+
+    def is_selected(self, ref: DeviceRef) -> bool:
+        """Whether the device is in the cohort (an unknown one: as if it joined now)."""
+        key = self._keys.get(ref)
+        if key is not None:
+            return ref in self._offered or key <= self._cut
+        key = _key(score(self.seed, ref), ref)
+        places = target_count(self._percent, len(self._keys) + 1, self._offset)
+        places -= len(self._offered)
+        return bisect.bisect_left(self._rest, key) < places
+
+    def selected(self) -> set[DeviceRef]:
+        """Every selected device (offered ones first, then the lowest-scored others)."""
+        chosen = set(self._offered)
+        places = self._places()
+        for key in self._rest[:places]:
+            chosen.add(DeviceRef((key >> 64) & (SCORE_SPACE - 1), key & (SCORE_SPACE - 1)))
+        return chosen
+
+    @property
+    def selected_count(self) -> int:
+        return len(self._offered) + min(self._places(), len(self._rest))
+
+    def rank(self, ref: DeviceRef) -> int:
+        """0-based place among the known devices not offered yet (offered: -1)."""
+        if ref in self._offered:
+            return -1
+        key = self._keys.get(ref)
+        if key is None:
+            key = _key(score(self.seed, ref), ref)
+        return bisect.bisect_left(self._rest, key)
+
+    def describe(self, ref: DeviceRef) -> str:
+        """Why the device is in or out, in a sentence for ``explain``."""
+        n = len(self._keys) + (0 if ref in self._keys else 1)
+        target = target_count(self._percent, n, self._offset)
+        where = f"{self._percent} % of {n} known devices = {target} selected"
+        if ref in self._offered:
+            return f"offered before, so it stays selected ({where})"
+        rank = self.rank(ref)
+        places = max(0, target - len(self._offered))
+        inside = "inside" if rank < places else "outside"
+        return (f"ranked {rank + 1} of the devices not offered yet, {inside} the "
+                f"{places} open places ({where}, {len(self._offered)} already offered)")
+
+    # --- updating (the daemon) --------------------------------------------------------------
+
+    def add_known(self, ref: DeviceRef) -> bool:
+        """Record a device of this channel and product; False if it was known."""
+        if ref in self._keys:
+            return False
+        key = _key(score(self.seed, ref), ref)
+        self._keys[ref] = key
+        bisect.insort(self._rest, key)
+        self._recut()
+        return True
+
+    def mark_offered(self, ref: DeviceRef) -> bool:
+        """Record that the device was offered the release. Only a selected device can be:
+        returns False (and records nothing) for a device outside the cohort, e.g. a pinned
+        one, so the offered devices never outnumber the target."""
+        if ref in self._offered:
+            return False
+        if not self.is_selected(ref):
+            return False
+        self.add_known(ref)
+        key = self._keys[ref]
+        index = bisect.bisect_left(self._rest, key)
+        del self._rest[index]
+        self._offered.add(ref)
+        self._recut()
+        return True
+
+    def set_percent(self, percent: int) -> None:
+        """Change the percent (an increase adds devices; a decrease keeps the offered)."""
+        if not 0 <= percent <= 100:
+            raise ValueError(f"percent must be 0..100, not {percent}")
+        self._percent = percent
+        self._recut()
+
+    def _places(self) -> int:
+        return max(0, self.target - len(self._offered))
+
+    def _recut(self) -> None:
+        places = min(self._places(), len(self._rest))
+        self._cut = self._rest[places - 1] if places > 0 else -1
