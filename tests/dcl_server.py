@@ -15,7 +15,6 @@ import ipaddress
 import json
 import os
 import ssl
-import struct
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,9 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from matter_ota import tlv
-
-OTA_MAGIC = 0x1BEEF11E  # Matter Core spec 11.21.2 (OTA image file identifier)
+from matter_ota.ota_image import DEFAULT_DIGEST, build_image, encode_header
 
 
 def build_ota_image(
@@ -39,51 +36,42 @@ def build_ota_image(
     version: int,
     payload: bytes,
     *,
-    version_string: str | None = None,
     min_applicable: int | None = None,
     max_applicable: int | None = None,
 ) -> bytes:
-    """A Matter OTA image (11.21.2): fixed prefix, TLV header, payload; sha-256 digest."""
-    header: dict[Any, Any] = {
-        0: tlv.uint(vid),
-        1: tlv.uint(pid),
-        2: tlv.uint(version),
-        3: version_string if version_string is not None else f"v{version}",
-        4: tlv.uint(len(payload)),
-    }
-    if min_applicable is not None:
-        header[5] = tlv.uint(min_applicable)
-    if max_applicable is not None:
-        header[6] = tlv.uint(max_applicable)
-    header[8] = tlv.uint(1)
-    header[9] = hashlib.sha256(payload).digest()
-    encoded = tlv.encode(header)
-    total = 16 + len(encoded) + len(payload)
-    return struct.pack("<IQI", OTA_MAGIC, total, len(encoded)) + encoded + payload
+    """A Matter OTA image (11.21.2) in memory, built by the daemon's image module."""
+    return build_image(
+        payload,
+        vendor_id=vid,
+        product_id=pid,
+        software_version=version,
+        software_version_string=f"v{version}",
+        min_applicable_version=min_applicable,
+        max_applicable_version=max_applicable,
+    )
 
 
 def write_ota_image(path: Path, vid: int, pid: int, version: int, payload_size: int) -> bytes:
-    """Write a large image without holding it in memory; returns its sha-256."""
+    """Write a large image without holding it in memory; returns the file's sha-256."""
     block = os.urandom(1 << 20)
     digest = hashlib.sha256()
     for i in range(0, payload_size, len(block)):
         digest.update(block[: min(len(block), payload_size - i)])
-    header: dict[Any, Any] = {
-        0: tlv.uint(vid),
-        1: tlv.uint(pid),
-        2: tlv.uint(version),
-        3: f"v{version}",
-        4: tlv.uint(payload_size),
-        8: tlv.uint(1),
-        9: digest.digest(),
-    }
-    encoded = tlv.encode(header)
-    whole = hashlib.sha256()
+    head, _ = encode_header(
+        vendor_id=vid,
+        product_id=pid,
+        software_version=version,
+        software_version_string=f"v{version}",
+        payload_size=payload_size,
+        digest=digest.digest(),
+        algorithm=DEFAULT_DIGEST,
+        min_applicable_version=None,
+        max_applicable_version=None,
+        release_notes_url=None,
+    )
+    whole = hashlib.sha256(head)
     with open(path, "wb") as f:
-        prefix = struct.pack("<IQI", OTA_MAGIC, 16 + len(encoded) + payload_size, len(encoded))
-        for part in (prefix, encoded):
-            f.write(part)
-            whole.update(part)
+        f.write(head)
         for i in range(0, payload_size, len(block)):
             part = block[: min(len(block), payload_size - i)]
             f.write(part)

@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from matter_ota.sources.dcl_ledger import (
-    CHECKSUM_ALGORITHMS,
     DclError,
     decode_json,
     parse_model_version,
@@ -137,9 +136,17 @@ def test_selection_newest_applicable_and_reasons() -> None:
     assert select_version([], 1).reason == "the DCL lists no software version for this product"
 
 
-def test_every_iana_checksum_type_known() -> None:
-    # RFC 6920 / IANA Named Information: ids 1..12 (sha-256 and its truncations, sha-384/512, sha3)
-    assert sorted(CHECKSUM_ALGORITHMS) == list(range(1, 13))
+def test_every_iana_checksum_type_usable() -> None:
+    # RFC 6920 / IANA Named Information: 1..12 (sha-256 and its truncations, sha-384/512, sha3)
     sizes = {1: 32, 2: 16, 3: 15, 4: 12, 5: 8, 6: 4, 7: 48, 8: 64, 9: 28, 10: 32, 11: 48, 12: 64}
-    for type_id, algorithm in CHECKSUM_ALGORITHMS.items():
-        assert len(algorithm.checksum(algorithm.new())) == sizes[type_id]
+    for type_id, size in sizes.items():
+        doc = model_version(1, 2, 3, url="https://x.invalid/3.ota", size=9, checksum=b"\1" * size)
+        doc["otaChecksumType"] = type_id
+        mv = parse_model_version({"modelVersion": doc}, 1, 2, 3)
+        assert mv.unusable_reason() is None
+        assert mv.checksum_algorithm.size == size
+        short = parse_model_version({"modelVersion": {**doc, "otaChecksum": "AAAA"}}, 1, 2, 3)
+        assert "otaChecksum is 3 bytes" in (short.unusable_reason() or "")
+    doc["otaChecksumType"] = 13
+    mv = parse_model_version({"modelVersion": doc}, 1, 2, 3)
+    assert mv.unusable_reason() == "DCL version 3: otaChecksumType 13 is not supported"

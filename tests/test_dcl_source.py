@@ -13,6 +13,7 @@ import anyio
 import pytest
 from dcl_server import FakeLedger, Route, build_ota_image, model_version
 
+from matter_ota.ota_image import DIGESTS
 from matter_ota.sources.dcl import DclSource, ImageState
 from matter_ota.sources.dcl_client import DclSettings, DclUnavailable, resolve_base_url
 from matter_ota.sources.dcl_verify import check_ota_image
@@ -144,8 +145,8 @@ async def test_unusable_versions_refused(
     [
         ("checksum", "checksum: sha-256 of the file is"),
         ("size", "size: the server sends"),
-        ("vid", "image: header VendorID 0xfff2 differs from the ledger's 0xfff1"),
-        ("version", "image: header SoftwareVersion 0x3 differs from the ledger's 0x2"),
+        ("vid", "image: identity_mismatch: vendor ID 0xFFF2 in the image, 0xFFF1 was asked"),
+        ("version", "image: identity_mismatch: software version 3 in the image, 2 was asked"),
     ],
 )
 async def test_bad_images_quarantined(
@@ -175,6 +176,20 @@ async def test_bad_images_quarantined(
         assert [q["reason"] for q in status["quarantined"]] == [got.detail]
     assert len(ledger.requests_for("/images/v2.ota")) == 1
     assert list((state / "dcl" / "images").iterdir()) == []
+
+
+@pytest.mark.parametrize("checksum_type", [2, 6, 7, 8, 9, 12])
+async def test_checksum_types(ledger: FakeLedger, tmp_path: Path, checksum_type: int) -> None:
+    image = build_ota_image(VID, PID, 2, os.urandom(3000))
+    algorithm = DIGESTS[checksum_type]
+    hasher = algorithm.new()
+    hasher.update(image)
+    mv = publish_image(ledger, 2, image=image, checksum=algorithm.finish(hasher))
+    mv["otaChecksumType"] = checksum_type
+    ledger.publish(VID, PID, [mv])
+    async with make_source(ledger, tmp_path / "state") as source:
+        got = await source.candidate(VID, PID, 1, wait=True)
+    assert got.state is ImageState.READY, got.reason
 
 
 async def test_truncated_download_resumes_with_range(ledger: FakeLedger, tmp_path: Path) -> None:

@@ -15,13 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import anyio
 import httpx
 
 from matter_ota.sources.dcl_cache import CacheFull, ImageCache
-from matter_ota.sources.dcl_ledger import Hasher, ModelVersion
+from matter_ota.sources.dcl_ledger import ModelVersion
 
 log = logging.getLogger("matter_ota.dcl")
 
@@ -90,7 +90,7 @@ class Progress:
         self.done = done
 
 
-def _hash_prefix(path: Path, hasher: Hasher) -> int:
+def _hash_prefix(path: Path, hasher: Any) -> int:
     n = 0
     with open(path, "rb") as f:
         while chunk := f.read(READ_CHUNK):
@@ -198,11 +198,11 @@ async def download_image(
 
     if offset != size:
         raise reject(f"size: the file is {offset} bytes, the ledger's otaFileSize is {size}")
-    digest = algorithm.checksum(hasher)
+    digest = algorithm.finish(hasher)
     if digest != mv.ota_checksum:
         raise reject(
-            f"checksum: {algorithm.name} of the file is {digest.hex()}, the ledger's otaChecksum "
-            f"is {mv.ota_checksum.hex()}"
+            f"checksum: {algorithm.iana_name} of the file is {digest.hex()}, the ledger's "
+            f"otaChecksum is {mv.ota_checksum.hex()}"
         )
     try:
         await anyio.to_thread.run_sync(check_image, part, mv)

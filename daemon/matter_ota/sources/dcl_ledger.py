@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
+
+from matter_ota.ota_image import DIGESTS, DigestAlgorithm
 
 U16_MAX = 0xFFFF
 U32_MAX = 0xFFFF_FFFF
@@ -38,45 +39,6 @@ class DclError(Exception):
         super().__init__(f"DCL answer: {field}: {message}")
         self.field = field
         self.message = message
-
-
-class Hasher(Protocol):
-    def update(self, data: bytes, /) -> None: ...
-    def digest(self) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class ChecksumAlgorithm:
-    """One entry of the IANA "Named Information Hash Algorithm Registry"."""
-
-    type_id: int
-    name: str
-    new: Callable[[], Hasher]
-    digest_size: int  # bytes kept (the truncated sha-256 variants keep a prefix)
-
-    def checksum(self, hasher: Hasher) -> bytes:
-        return hasher.digest()[: self.digest_size]
-
-
-# IANA Named Information Hash Algorithm Registry (RFC 6920 section 9.4); the same ids the OTA
-# image header uses for ImageDigestType (Matter Core spec 11.21.2.2).
-CHECKSUM_ALGORITHMS: dict[int, ChecksumAlgorithm] = {
-    a.type_id: a
-    for a in (
-        ChecksumAlgorithm(1, "sha-256", hashlib.sha256, 32),
-        ChecksumAlgorithm(2, "sha-256-128", hashlib.sha256, 16),
-        ChecksumAlgorithm(3, "sha-256-120", hashlib.sha256, 15),
-        ChecksumAlgorithm(4, "sha-256-96", hashlib.sha256, 12),
-        ChecksumAlgorithm(5, "sha-256-64", hashlib.sha256, 8),
-        ChecksumAlgorithm(6, "sha-256-32", hashlib.sha256, 4),
-        ChecksumAlgorithm(7, "sha-384", hashlib.sha384, 48),
-        ChecksumAlgorithm(8, "sha-512", hashlib.sha512, 64),
-        ChecksumAlgorithm(9, "sha3-224", hashlib.sha3_224, 28),
-        ChecksumAlgorithm(10, "sha3-256", hashlib.sha3_256, 32),
-        ChecksumAlgorithm(11, "sha3-384", hashlib.sha3_384, 48),
-        ChecksumAlgorithm(12, "sha3-512", hashlib.sha3_512, 64),
-    )
-}
 
 
 @dataclass(frozen=True)
@@ -97,8 +59,9 @@ class ModelVersion:
     release_notes_url: str
 
     @property
-    def checksum_algorithm(self) -> ChecksumAlgorithm:
-        return CHECKSUM_ALGORITHMS[self.ota_checksum_type]
+    def checksum_algorithm(self) -> DigestAlgorithm:
+        """The otaChecksumType: an IANA Named Information hash id, as the image format's."""
+        return DIGESTS[self.ota_checksum_type]
 
     def unusable_reason(self) -> str | None:
         """Why no device may get this version from us, or None."""
@@ -109,13 +72,13 @@ class ModelVersion:
             return f"DCL version {v}: no otaUrl"
         if not self.ota_url.lower().startswith("https://"):
             return f"DCL version {v}: otaUrl is not https ({self.ota_url.split(':', 1)[0]}://)"
-        algorithm = CHECKSUM_ALGORITHMS.get(self.ota_checksum_type)
+        algorithm = DIGESTS.get(self.ota_checksum_type)
         if algorithm is None:
             return f"DCL version {v}: otaChecksumType {self.ota_checksum_type} is not supported"
-        if len(self.ota_checksum) != algorithm.digest_size:
+        if len(self.ota_checksum) != algorithm.size:
             return (
                 f"DCL version {v}: otaChecksum is {len(self.ota_checksum)} bytes, "
-                f"{algorithm.name} needs {algorithm.digest_size}"
+                f"{algorithm.iana_name} needs {algorithm.size}"
             )
         if self.ota_file_size <= 0:
             return f"DCL version {v}: otaFileSize is 0"
