@@ -40,6 +40,11 @@ from matter_ota.sources.dcl_ledger import ModelVersion, Selection, select_versio
 log = logging.getLogger("matter_ota.dcl")
 
 FAILED_RETRY_AFTER = 60.0  # seconds before a failed (not quarantined) download is tried again
+QUERY_LEDGER_WAIT = 2.0  # a first QueryImage for a product waits this long for the ledger
+
+
+class LedgerPending(DclUnavailable):
+    """The first ledger lookup for a product is still running."""
 
 
 class ImageState(enum.Enum):
@@ -66,6 +71,8 @@ class DclCandidate:
     @property
     def reason(self) -> str:
         mv = self.selection.chosen
+        if mv is None and self.state is ImageState.FETCHING:
+            return self.detail
         if mv is None:
             return self.selection.reason + (f" ({self.detail})" if self.detail else "")
         v = mv.software_version
@@ -116,7 +123,7 @@ class DclSource:
         self.download_backoff = download_backoff
         self._flights: dict[str, _Flight] = {}
         self._failed: dict[str, tuple[float, str]] = {}  # key -> (when, reason)
-        self._refreshing: set[tuple[int, int]] = set()
+        self._refreshing: dict[tuple[int, int], anyio.Event] = {}
         self._tg: TaskGroup | None = None
 
     async def __aenter__(self) -> DclSource:
@@ -144,26 +151,46 @@ class DclSource:
     async def ledger(self, vid: int, pid: int, *, wait: bool) -> ProductAnswer:
         """The product's ledger answer.
 
-        ``wait=False`` (the daemon's query path) serves a stale cached answer at once and
-        refreshes in the background; ``wait=True`` (explain) refreshes first when due.
-        Raises :class:`DclUnavailable` when nothing is cached and the ledger cannot be asked.
+        ``wait=True`` (explain) refreshes first when due. ``wait=False`` (the daemon's query
+        path) serves a stale cached answer at once and refreshes in the background; with
+        nothing cached it waits at most ``QUERY_LEDGER_WAIT`` for the first lookup, then
+        raises :class:`LedgerPending` (the lookup goes on). Raises :class:`DclUnavailable`
+        when nothing is cached and the ledger cannot be asked.
         """
         cached = self.client.cached(vid, pid)
-        if wait or cached is None:
+        if wait:
             return await self.client.versions(vid, pid)
-        stale = self.clock() - cached.fetched_at >= self.settings.refresh_interval
-        if stale and (vid, pid) not in self._refreshing and self._tg is not None:
-            self._refreshing.add((vid, pid))
-            self._tg.start_soon(self._refresh, vid, pid)
-        return cached
+        if cached is not None:
+            if self.clock() - cached.fetched_at >= self.settings.refresh_interval:
+                self._refresh_in_background(vid, pid)
+            return cached
+        done = self._refresh_in_background(vid, pid)
+        with anyio.move_on_after(QUERY_LEDGER_WAIT):
+            await done.wait()
+        answer = self.client.cached(vid, pid)
+        if answer is not None:
+            return answer
+        if not done.is_set():
+            raise LedgerPending("DCL lookup in progress")
+        raise DclUnavailable(self.client.status.last_error or "DCL lookup failed")
 
-    async def _refresh(self, vid: int, pid: int) -> None:
+    def _refresh_in_background(self, vid: int, pid: int) -> anyio.Event:
+        done = self._refreshing.get((vid, pid))
+        if done is None:
+            if self._tg is None:
+                raise RuntimeError("DclSource used outside 'async with'")
+            done = self._refreshing[(vid, pid)] = anyio.Event()
+            self._tg.start_soon(self._refresh, vid, pid, done)
+        return done
+
+    async def _refresh(self, vid: int, pid: int, done: anyio.Event) -> None:
         try:
             await self.client.versions(vid, pid)
         except DclUnavailable:
             pass  # recorded in the client's status; the cached answer keeps serving
         finally:
-            self._refreshing.discard((vid, pid))
+            del self._refreshing[(vid, pid)]
+            done.set()
 
     # -- images -------------------------------------------------------------------------------
 
@@ -237,21 +264,26 @@ class DclSource:
 
     # -- the question the daemon asks ---------------------------------------------------------
 
-    async def candidate(self, vid: int, pid: int, current: int, *, wait: bool) -> DclCandidate:
+    async def candidate(
+        self, vid: int, pid: int, current: int, *, wait: bool, fetch: bool = True
+    ) -> DclCandidate:
         """The ledger's choice for a device and the state of its image.
 
-        ``wait=False``: never waits for a download (starts it and reports FETCHING).
-        ``wait=True``: refreshes the ledger when due and waits for the image (explain).
+        ``wait=False``: never waits for a download (starts it, with ``fetch``, and reports
+        FETCHING); a first lookup still running reports FETCHING with no version.
+        ``wait=True``: refreshes the ledger when due and, with ``fetch``, waits for the image.
         """
         try:
             answer = await self.ledger(vid, pid, wait=wait)
+        except LedgerPending as exc:
+            return DclCandidate(Selection(None, ()), ImageState.FETCHING, detail=str(exc))
         except DclUnavailable as exc:
             return DclCandidate(Selection(None, ()), ImageState.ABSENT, detail=str(exc))
         selection = select_version(answer.versions, current)
         mv = selection.chosen
         if mv is None:
             return DclCandidate(selection, ImageState.ABSENT)
-        if wait:
+        if wait and fetch:
             try:
                 fetched = await self.fetch(mv)
             except DownloadFailed as exc:
@@ -259,7 +291,7 @@ class DclSource:
                 return DclCandidate(selection, state, detail=exc.reason)
             return DclCandidate(selection, ImageState.READY, fetched)
         state, path, detail = self.image_state(mv)
-        if state is ImageState.ABSENT:
+        if state is ImageState.ABSENT and fetch:
             self.start_download(mv)
             state = ImageState.FETCHING
         return DclCandidate(selection, state, path, detail)

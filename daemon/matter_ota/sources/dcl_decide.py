@@ -1,0 +1,218 @@
+"""DCL channels answered through the same policy engine as local ones.
+
+For a device on a channel whose release has ``source: dcl``, the ledger's choice for that
+device (newest valid https version whose min/max applicable range holds its version) is put
+into the engine's :attr:`ReleaseState.images` and :func:`matter_ota.policy.engine.decide`
+answers as for any release: channel, LIVE / stopped, cohort, applicability, protocol, cap.
+Only when the engine would offer the image does its file matter:
+
+- verified in the cache: the engine's UpdateAvailable stands;
+- not downloaded yet: the daemon starts (or joins) the one download and answers Busy with a
+  DelayedActionTime; ``explain`` (``wait=True``) waits for it and gives the answer after;
+- quarantined: NotAvailable, the reason naming the failed check;
+- download failed (network): Busy, tried again later.
+
+:func:`explain_dcl` is the entry point for ``matter-ota explain``: it opens a source on the
+config's ``dcl:`` section and state dir and answers a batch of devices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import anyio
+
+from matter_ota.config import DclConfig
+from matter_ota.ota_image import OtaImageError, read_header
+from matter_ota.policy.engine import channel_for, decide
+from matter_ota.policy.model import (
+    Decision,
+    Device,
+    ImageInfo,
+    Query,
+    QueryStatus,
+    ReleaseKey,
+    ReleaseState,
+    Source,
+)
+from matter_ota.sources.dcl import DclCandidate, DclSource, ImageState
+from matter_ota.sources.dcl_cache import cache_key
+from matter_ota.sources.dcl_client import DclSettings
+from matter_ota.sources.dcl_ledger import ModelVersion
+from matter_ota.sources.dcl_verify import check_ota_image
+
+DESIGNATOR_PREFIX = "dcl-"
+
+
+def settings_from_config(config: DclConfig) -> DclSettings:
+    """The client's settings from provider.yaml's ``dcl:`` section."""
+    return DclSettings(
+        url=config.url,
+        ca_bundle=config.ca_bundle,
+        refresh_interval=config.refresh_interval,
+        cache_size=config.cache_size,
+        timeout=config.request_timeout,
+    )
+
+
+def designator(mv: ModelVersion) -> str:
+    """The BDX file designator of a DCL image (resolved by :func:`resolve_designator`)."""
+    return DESIGNATOR_PREFIX + cache_key(mv)
+
+
+def resolve_designator(source: DclSource, name: str) -> Path | None:
+    """The verified cached file a DCL designator names, or None (unknown, evicted, bad)."""
+    if not name.startswith(DESIGNATOR_PREFIX):
+        return None
+    key = name[len(DESIGNATOR_PREFIX) :]
+    if not key or "/" in key or key.startswith("."):
+        return None
+    return source.cache.get(key)
+
+
+def image_info(mv: ModelVersion, path: Path | None) -> ImageInfo:
+    """The engine's view of a DCL version: the ledger's facts, the header's when on disk."""
+    info = ImageInfo(
+        vendor_id=mv.vid,
+        product_id=mv.pid,
+        version=mv.software_version,
+        version_string=mv.software_version_string or str(mv.software_version),
+        size=mv.ota_file_size,
+        digest=mv.ota_checksum,
+        designator=designator(mv),
+        min_applicable=mv.min_applicable,
+        max_applicable=mv.max_applicable,
+        digest_type=mv.ota_checksum_type,
+    )
+    if path is None:
+        return info
+    try:
+        header = read_header(path)
+    except (OSError, OtaImageError):
+        return info  # verified at download; a vanished file is caught by the caller's state
+    return dataclasses.replace(
+        info,
+        version_string=header.software_version_string,
+        digest=header.digest,
+        digest_type=header.digest_type,
+    )
+
+
+async def decide_with_dcl(
+    source: DclSource | None,
+    device: Device,
+    query: Query,
+    state: ReleaseState,
+    now: float,
+    *,
+    wait: bool,
+) -> Decision:
+    """:func:`decide`, with the DCL's candidate for this device when its release is DCL's.
+
+    ``wait=False`` is the daemon (never blocks on a download); ``wait=True`` is explain.
+    """
+    key = ReleaseKey(channel_for(device, query, state.channels), query.product)
+    release = state.releases.get(key)
+    if release is None or release.source is not Source.DCL:
+        return decide(device, query, state, now)
+    if source is None:
+        return decide(device, query, _with_images(state, key, ()), now)
+
+    # Ask the engine first with the ledger's facts only: a device the release does not
+    # select (stopped, not in the cohort, ...) costs no download.
+    selection = await source.candidate(
+        query.vendor_id, query.product_id, query.software_version, wait=wait, fetch=False
+    )
+    mv = selection.version
+    if mv is None:
+        decision = decide(device, query, _with_images(state, key, ()), now)
+        if decision.code == "no_image" and selection.state is ImageState.FETCHING:
+            delay = state.busy.base
+            return dataclasses.replace(
+                decision,
+                status=QueryStatus.BUSY,
+                reason=f"{selection.reason}; retry in {delay} s",
+                code="dcl_lookup",
+                delayed_action_time=delay,
+            )
+        if decision.code == "no_image":
+            decision = dataclasses.replace(decision, reason=selection.reason, code="dcl_none")
+        return decision
+    decision = decide(device, query, _with_images(state, key, (image_info(mv, None),)), now)
+    if decision.status not in (QueryStatus.UPDATE_AVAILABLE, QueryStatus.BUSY):
+        return decision
+
+    got = await source.candidate(
+        query.vendor_id, query.product_id, query.software_version, wait=wait
+    )
+    return _with_image_state(decision, got, state, key, device, query, now)
+
+
+def _with_image_state(
+    decision: Decision,
+    got: DclCandidate,
+    state: ReleaseState,
+    key: ReleaseKey,
+    device: Device,
+    query: Query,
+    now: float,
+) -> Decision:
+    mv = got.version
+    if mv is None:  # the ledger changed between the two looks: answer from the new facts
+        return decide(device, query, _with_images(state, key, ()), now)
+    if got.state is ImageState.READY:
+        return decide(device, query, _with_images(state, key, (image_info(mv, got.path),)), now)
+    if got.state is ImageState.QUARANTINED:
+        return dataclasses.replace(
+            decision,
+            status=QueryStatus.NOT_AVAILABLE,
+            reason=got.reason,
+            code="dcl_quarantined",
+            delayed_action_time=0,
+        )
+    delay = max(decision.delayed_action_time, state.busy.base)
+    code = "dcl_fetching" if got.state is ImageState.FETCHING else "dcl_download_failed"
+    return dataclasses.replace(
+        decision,
+        status=QueryStatus.BUSY,
+        reason=f"{got.reason}; retry in {delay} s",
+        code=code,
+        delayed_action_time=delay,
+    )
+
+
+def _with_images(
+    state: ReleaseState, key: ReleaseKey, images: tuple[ImageInfo, ...]
+) -> ReleaseState:
+    return dataclasses.replace(state, images={**state.images, key: images})
+
+
+def explain_dcl(
+    config: DclConfig,
+    state_dir: Path,
+    devices: Sequence[tuple[Device, Query]],
+    state: ReleaseState,
+    now: float,
+    *,
+    progress_stream: TextIO | None = None,
+) -> list[Decision]:
+    """The daemon's answers for ``devices``, consulting the ledger for DCL releases.
+
+    Fetches and verifies an image that is not cached yet (so the answer is what the daemon
+    gives once it has the image, or why it refuses). Synchronous: for the CLI.
+    """
+
+    async def run() -> list[Decision]:
+        settings = settings_from_config(config)
+        async with DclSource(
+            settings, state_dir, check_ota_image, progress_stream=progress_stream
+        ) as source:
+            return [
+                await decide_with_dcl(source, device, query, state, now, wait=True)
+                for device, query in devices
+            ]
+
+    return anyio.run(run)
