@@ -29,6 +29,7 @@ from matter_ota.policy.model import (
 from matter_ota.sources.dcl import DclSource
 from matter_ota.sources.dcl_client import DclSettings
 from matter_ota.sources.dcl_decide import decide_with_dcl, explain_dcl, resolve_designator
+from matter_ota.sources.dcl_status import dcl_row_facts
 from matter_ota.sources.dcl_verify import check_ota_image
 
 pytestmark = pytest.mark.anyio
@@ -216,3 +217,29 @@ def test_explain_dcl_entry_point(ledger: FakeLedger, tmp_path: Path) -> None:
     )
     assert [a.status for a in answers] == [QueryStatus.UPDATE_AVAILABLE, QueryStatus.NOT_AVAILABLE]
     assert "not newer than the device's 2" in answers[1].reason
+
+
+async def test_releases_row_facts(ledger: FakeLedger, tmp_path: Path) -> None:
+    publish(ledger, checksum=hashlib.sha256(b"other").digest())
+    state_dir = tmp_path / "state"
+    config = DclConfig(url=ledger.base_url, ca_bundle=ledger.creds.ca_pem)
+    assert dcl_row_facts(config, state_dir, [PRODUCT])[PRODUCT].ledger == "DCL not asked yet"
+    async with source_for(ledger, state_dir) as source:
+        await decide_with_dcl(source, DEVICE, QUERY, dcl_state(), 0.0, wait=True)
+    facts = dcl_row_facts(config, state_dir, [PRODUCT])[PRODUCT]
+    assert facts.version == 2 and facts.image is None
+    assert len(facts.quarantined) == 1
+    assert facts.quarantined[0].startswith("version 2: checksum: sha-256 of the file is")
+    assert facts.ledger.startswith("DCL reachable")
+    # the ledger goes down: a refresh fails, the row says so and what is being served
+    ledger.stop()
+    settings = DclSettings(
+        url=ledger.base_url, ca_bundle=ledger.creds.ca_pem, timeout=1.0, refresh_interval=0
+    )
+    async with DclSource(settings, state_dir, check_ota_image) as source:
+        await source.candidate(VID, PID, 1, wait=True)
+    facts = dcl_row_facts(config, state_dir, [PRODUCT])[PRODUCT]
+    assert facts.ledger.startswith("DCL unreachable (1 failures, last: GET /dcl/model/versions")
+    assert "serving the answers of" in facts.ledger
+    assert facts.version == 2
+    assert facts.to_json()["dcl_quarantined"] == list(facts.quarantined)

@@ -36,6 +36,7 @@ log = logging.getLogger("matter_ota.dcl")
 MAINNET_URL = "https://on.dcl.csa-iot.org"
 TESTNET_URL = "https://on.test-net.dcl.csa-iot.org"
 NAMED_URLS = {"mainnet": MAINNET_URL, "testnet": TESTNET_URL}
+STATUS_FILE = "status.json"  # DclStatus, for `matter-ota releases` in another process
 MAX_ANSWER_BYTES = 1 << 20  # a ledger answer is a few hundred bytes; refuse anything huge
 
 
@@ -144,6 +145,7 @@ class DclClient:
         self.clock = clock
         self.status = DclStatus(self.base_url)
         self._path = state_dir / "dcl" / "ledger.json"
+        self._status_path = state_dir / "dcl" / STATUS_FILE
         self._answers: dict[tuple[int, int], ProductAnswer] = {}
         self._locks: dict[tuple[int, int], anyio.Lock] = {}
         self._load()
@@ -241,6 +243,7 @@ class DclClient:
         self.status.last_success = self.clock()
         self.status.consecutive_failures = 0
         self.status.next_retry_at = None
+        self._save_status()
 
     def _failed(self, reason: str) -> None:
         s = self.status
@@ -252,6 +255,7 @@ class DclClient:
             self.settings.backoff_initial * 2 ** (s.consecutive_failures - 1),
         )
         s.next_retry_at = now + delay
+        self._save_status()
         log.warning(
             "event=dcl_unreachable url=%s failures=%d retry_in=%.0fs reason=%s",
             self.base_url,
@@ -263,49 +267,86 @@ class DclClient:
     # -- persistence --------------------------------------------------------------------------
 
     def _load(self) -> None:
-        try:
-            doc = json.loads(self._path.read_bytes())
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as exc:
-            log.warning("event=dcl_cache_unreadable path=%s reason=%s", self._path, exc)
-            return
-        if not isinstance(doc, dict) or doc.get("base_url") != self.base_url:
-            return  # answers of another ledger (mainnet vs testnet) are not ours
-        status = doc.get("status")
-        if isinstance(status, dict) and isinstance(status.get("last_success"), int | float):
-            self.status.last_success = float(status["last_success"])
-        for entry in doc.get("products", []):
-            try:
-                answer = self._from_raw(entry)
-            except (DclError, KeyError, TypeError, ValueError) as exc:
-                log.warning("event=dcl_cache_entry_dropped reason=%s", exc)
-                continue
-            self._answers[(answer.vid, answer.pid)] = answer
-
-    @staticmethod
-    def _from_raw(entry: dict[str, Any]) -> ProductAnswer:
-        vid, pid, fetched_at = int(entry["vid"]), int(entry["pid"]), float(entry["fetched_at"])
-        raw = entry["raw"]
-        versions: list[ModelVersion] = []
-        if raw["listing"] is not None:
-            for sv in parse_versions(raw["listing"], vid, pid):
-                versions.append(parse_model_version(raw["versions"][str(sv)], vid, pid, sv))
-        return ProductAnswer(vid, pid, fetched_at, tuple(versions), raw)
+        saved = read_status(self._status_path.parent.parent, self.base_url)
+        if saved is not None:
+            self.status = saved
+        self._answers = read_answers(self._path.parent.parent, self.base_url)
 
     def _save(self) -> None:
         doc = {
             "base_url": self.base_url,
-            "status": self.status.to_json(),
             "products": [
                 {"vid": a.vid, "pid": a.pid, "fetched_at": a.fetched_at, "raw": a.raw}
                 for a in self._answers.values()
             ],
         }
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(doc, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self._path)
+        _write_json(self._path, doc)
+
+    def _save_status(self) -> None:
+        try:
+            _write_json(self._status_path, self.status.to_json())
+        except OSError as exc:  # the status is informative; serving goes on
+            log.warning("event=dcl_status_unwritable path=%s reason=%s", self._status_path, exc)
+
+
+def read_answers(state_dir: Path, base_url: str) -> dict[tuple[int, int], ProductAnswer]:
+    """The cached ledger answers for ``base_url`` (a damaged file or entry is skipped)."""
+    path = state_dir / "dcl" / "ledger.json"
+    try:
+        doc = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("event=dcl_cache_unreadable path=%s reason=%s", path, exc)
+        return {}
+    if not isinstance(doc, dict) or doc.get("base_url") != base_url:
+        return {}  # answers of another ledger (mainnet vs testnet) are not ours
+    answers: dict[tuple[int, int], ProductAnswer] = {}
+    for entry in doc.get("products", []):
+        try:
+            answer = _answer_from_raw(entry)
+        except (DclError, KeyError, TypeError, ValueError) as exc:
+            log.warning("event=dcl_cache_entry_dropped reason=%s", exc)
+            continue
+        answers[(answer.vid, answer.pid)] = answer
+    return answers
+
+
+def _answer_from_raw(entry: dict[str, Any]) -> ProductAnswer:
+    vid, pid, fetched_at = int(entry["vid"]), int(entry["pid"]), float(entry["fetched_at"])
+    raw = entry["raw"]
+    versions: list[ModelVersion] = []
+    if raw["listing"] is not None:
+        for sv in parse_versions(raw["listing"], vid, pid):
+            versions.append(parse_model_version(raw["versions"][str(sv)], vid, pid, sv))
+    return ProductAnswer(vid, pid, fetched_at, tuple(versions), raw)
+
+
+def read_status(state_dir: Path, base_url: str) -> DclStatus | None:
+    """The last :class:`DclStatus` a daemon recorded for ``base_url`` (None: none)."""
+    try:
+        doc = json.loads((state_dir / "dcl" / STATUS_FILE).read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("base_url") != base_url:
+        return None
+    status = DclStatus(base_url)
+    for name in ("last_success", "last_error_at", "next_retry_at"):
+        value = doc.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            setattr(status, name, float(value))
+    if isinstance(doc.get("last_error"), str):
+        status.last_error = doc["last_error"]
+    if isinstance(doc.get("consecutive_failures"), int):
+        status.consecutive_failures = doc["consecutive_failures"]
+    return status
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(doc, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
