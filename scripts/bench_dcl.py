@@ -78,20 +78,45 @@ class RssSampler:
 async def first_query_to_update_available(
     source: Any, vid: int, pid: int, current: int
 ) -> tuple[str, int]:
-    """A device's queries until UpdateAvailable: the first starts the download (Busy)."""
-    from matter_ota.sources.dcl import ImageState
+    """A device's QueryImages on a DCL channel until UpdateAvailable, through the engine.
 
+    The first query looks the product up in the ledger, starts the download and is answered
+    Busy; the device comes back once the image is verified (the bench does not sleep the
+    DelayedActionTime, which is policy, not transfer cost) and is offered it.
+    """
+    from datetime import UTC, datetime
+
+    from matter_ota.policy import transitions
+    from matter_ota.policy.model import (
+        Channel,
+        Device,
+        Product,
+        Query,
+        QueryStatus,
+        ReleaseKey,
+        ReleaseState,
+        Source,
+    )
+    from matter_ota.sources.dcl_decide import decide_with_dcl
+
+    product = Product(vid, pid)
+    release = transitions.switch_source(
+        None, channel="production", product=product, to=Source.DCL, now=datetime.now(UTC)
+    )
+    state = ReleaseState(
+        channels=(Channel("production"),), releases={ReleaseKey("production", product): release}
+    )
+    device = Device(fabric=1, node=0x42, vendor_id=vid, product_id=pid, current_version=current)
+    query = Query(vendor_id=vid, product_id=pid, software_version=current)
     queries = 0
     while True:
         queries += 1
-        got = await source.candidate(vid, pid, current, wait=False)
-        if got.state is ImageState.READY:
-            return "UpdateAvailable", queries
-        if got.state is not ImageState.FETCHING:
-            return f"NotAvailable: {got.reason}", queries
-        # The device was told Busy; it comes back when the image is ready (the bench does
-        # not add the DelayedActionTime, which is policy, not transfer cost).
-        await source.start_download(got.version).done.wait()
+        decision = await decide_with_dcl(source, device, query, state, time.time(), wait=False)
+        if decision.status is not QueryStatus.BUSY or decision.code != "dcl_fetching":
+            return decision.status.label, queries
+        assert decision.image is not None
+        flight = next(iter(source._flights.values()))
+        await flight.done.wait()
 
 
 # -- children ---------------------------------------------------------------------------------
@@ -121,11 +146,10 @@ async def _child_plain(args: argparse.Namespace) -> dict[str, Any]:
 async def _child_dcl(args: argparse.Namespace) -> dict[str, Any]:
     from matter_ota.sources.dcl import DclSource
     from matter_ota.sources.dcl_client import DclSettings
-    from matter_ota.sources.dcl_verify import check_ota_image
 
     state = Path(tempfile.mkdtemp(dir=args.work))
     settings = DclSettings(url=args.ledger, ca_bundle=Path(args.ca), cache_size=1 << 40, timeout=30)
-    async with DclSource(settings, state, check_ota_image) as source:
+    async with DclSource(settings, state) as source:
         with RssSampler() as rss:
             t0 = time.perf_counter()
             status, queries = await first_query_to_update_available(source, VID, PID, VERSION - 1)

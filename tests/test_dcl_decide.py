@@ -30,7 +30,6 @@ from matter_ota.sources.dcl import DclSource
 from matter_ota.sources.dcl_client import DclSettings
 from matter_ota.sources.dcl_decide import decide_with_dcl, explain_dcl, resolve_designator
 from matter_ota.sources.dcl_status import dcl_row_facts
-from matter_ota.sources.dcl_verify import check_ota_image
 
 pytestmark = pytest.mark.anyio
 
@@ -74,7 +73,7 @@ def dcl_state(percent: int = 100) -> ReleaseState:
 
 def source_for(ledger: FakeLedger, state_dir: Path) -> DclSource:
     settings = DclSettings(url=ledger.base_url, ca_bundle=ledger.creds.ca_pem, timeout=2.0)
-    return DclSource(settings, state_dir, check_ota_image, download_attempts=2)
+    return DclSource(settings, state_dir, download_attempts=2)
 
 
 async def test_daemon_busy_while_fetching_then_update_available(
@@ -236,7 +235,7 @@ async def test_releases_row_facts(ledger: FakeLedger, tmp_path: Path) -> None:
     settings = DclSettings(
         url=ledger.base_url, ca_bundle=ledger.creds.ca_pem, timeout=1.0, refresh_interval=0
     )
-    async with DclSource(settings, state_dir, check_ota_image) as source:
+    async with DclSource(settings, state_dir) as source:
         await source.candidate(VID, PID, 1, wait=True)
     facts = dcl_row_facts(config, state_dir, [PRODUCT])[PRODUCT]
     assert facts.ledger.startswith("DCL unreachable (1 failures, last: GET /dcl/model/versions")

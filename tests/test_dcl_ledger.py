@@ -11,6 +11,7 @@ from dcl_server import model_version
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from matter_ota.ota_image import OtaImageError, build_image, verify_bytes
 from matter_ota.sources.dcl_ledger import (
     DclError,
     decode_json,
@@ -18,6 +19,7 @@ from matter_ota.sources.dcl_ledger import (
     parse_versions,
     select_version,
 )
+from matter_ota.sources.dcl_verify import ImageRejected, StreamingImageCheck
 
 # The shape the MainNet answered for 4447/8194/1011 (python-matter-server's test sample).
 AQARA = {
@@ -150,3 +152,52 @@ def test_every_iana_checksum_type_usable() -> None:
     doc["otaChecksumType"] = 13
     mv = parse_model_version({"modelVersion": doc}, 1, 2, 3)
     assert mv.unusable_reason() == "DCL version 3: otaChecksumType 13 is not supported"
+
+
+# -- the streaming image check agrees with the image module's verifier ----------------------
+
+_IMAGE = build_image(
+    bytes(range(256)) * 8,
+    vendor_id=0xFFF1,
+    product_id=0x8001,
+    software_version=2,
+    software_version_string="v2",
+)
+_MV_FFF1 = parse_model_version(
+    {"modelVersion": model_version(0xFFF1, 0x8001, 2, url="https://x.invalid/2.ota", image=_IMAGE)},
+    0xFFF1,
+    0x8001,
+    2,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, len(_IMAGE) - 1), st.integers(0, 255)), max_size=3),
+    st.integers(-40, 40),
+    st.lists(st.integers(1, 700), min_size=1, max_size=8),
+)
+def test_streaming_check_agrees_with_verify(
+    flips: list[tuple[int, int]], cut: int, pieces: list[int]
+) -> None:
+    data = bytearray(_IMAGE)
+    for at, value in flips:
+        data[at] = value
+    data = data[: len(data) + cut] if cut < 0 else data + bytes(cut)
+    check = StreamingImageCheck()
+    i = 0
+    while i < len(data):
+        for n in pieces:
+            check.feed(bytes(data[i : i + n]))
+            i += n
+    try:
+        verify_bytes(bytes(data), vendor_id=0xFFF1, product_id=0x8001, software_version=2)
+        expected_ok = True
+    except OtaImageError:
+        expected_ok = False
+    try:
+        check.finish(_MV_FFF1)
+        ok = True
+    except ImageRejected:
+        ok = False
+    assert ok == expected_ok

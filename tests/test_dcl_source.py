@@ -16,7 +16,6 @@ from dcl_server import FakeLedger, Route, build_ota_image, model_version
 from matter_ota.ota_image import DIGESTS
 from matter_ota.sources.dcl import DclSource, ImageState
 from matter_ota.sources.dcl_client import DclSettings, DclUnavailable, resolve_base_url
-from matter_ota.sources.dcl_verify import check_ota_image
 
 pytestmark = pytest.mark.anyio
 
@@ -59,7 +58,6 @@ def make_source(
     return DclSource(
         settings,
         state,
-        check_ota_image,
         clock=clock or Clock(),
         download_attempts=kw.pop("download_attempts", 3),
         download_backoff=0.01,
@@ -323,7 +321,7 @@ async def test_restart_with_warm_cache_and_ledger_down(ledger: FakeLedger, tmp_p
 async def test_untrusted_certificate_refused(ledger: FakeLedger, tmp_path: Path) -> None:
     ledger.publish(VID, PID, [publish_image(ledger, 2)])
     settings = DclSettings(url=ledger.base_url, ca_bundle=None, timeout=2.0)
-    async with DclSource(settings, tmp_path / "state", check_ota_image) as source:
+    async with DclSource(settings, tmp_path / "state") as source:
         got = await source.candidate(VID, PID, 1, wait=True)
     assert got.version is None
     assert "CERTIFICATE_VERIFY_FAILED" in got.reason

@@ -34,7 +34,7 @@ from matter_ota.sources.dcl_client import (
     ProductAnswer,
     make_http_client,
 )
-from matter_ota.sources.dcl_download import DownloadFailed, ImageCheck, download_image
+from matter_ota.sources.dcl_download import DownloadFailed, download_image
 from matter_ota.sources.dcl_ledger import ModelVersion, Selection, select_version
 
 log = logging.getLogger("matter_ota.dcl")
@@ -103,7 +103,6 @@ class DclSource:
         self,
         settings: DclSettings,
         state_dir: Path,
-        check_image: ImageCheck,
         *,
         http: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.time,
@@ -116,7 +115,6 @@ class DclSource:
         self.http = http if http is not None else make_http_client(settings)
         self.client = DclClient(settings, state_dir, self.http, clock)
         self.cache = ImageCache(state_dir / "dcl", settings.cache_size)
-        self.check_image = check_image
         self.clock = clock
         self.progress_stream = progress_stream
         self.download_attempts = download_attempts
@@ -228,7 +226,6 @@ class DclSource:
                 mv,
                 key,
                 self.cache,
-                self.check_image,
                 attempts=self.download_attempts,
                 backoff=self.download_backoff,
                 progress_stream=self.progress_stream,

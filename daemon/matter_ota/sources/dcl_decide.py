@@ -42,7 +42,6 @@ from matter_ota.sources.dcl import DclCandidate, DclSource, ImageState
 from matter_ota.sources.dcl_cache import cache_key
 from matter_ota.sources.dcl_client import DclSettings
 from matter_ota.sources.dcl_ledger import ModelVersion
-from matter_ota.sources.dcl_verify import check_ota_image
 
 DESIGNATOR_PREFIX = "dcl-"
 
@@ -207,9 +206,7 @@ def explain_dcl(
 
     async def run() -> list[Decision]:
         settings = settings_from_config(config)
-        async with DclSource(
-            settings, state_dir, check_ota_image, progress_stream=progress_stream
-        ) as source:
+        async with DclSource(settings, state_dir, progress_stream=progress_stream) as source:
             return [
                 await decide_with_dcl(source, device, query, state, now, wait=True)
                 for device, query in devices

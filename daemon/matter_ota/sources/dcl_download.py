@@ -10,18 +10,20 @@ the file; failures of the *transfer* keep the partial file for the next attempt.
 from __future__ import annotations
 
 import logging
+import queue
 import sys
+import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import anyio
 import httpx
 
 from matter_ota.sources.dcl_cache import CacheFull, ImageCache
 from matter_ota.sources.dcl_ledger import ModelVersion
+from matter_ota.sources.dcl_verify import ImageRejected, StreamingImageCheck
 
 log = logging.getLogger("matter_ota.dcl")
 
@@ -35,13 +37,6 @@ class DownloadFailed(Exception):
         super().__init__(reason)
         self.reason = reason
         self.quarantined = quarantined
-
-
-class ImageRejected(Exception):
-    """Raised by an image check: the downloaded file is not what the ledger describes."""
-
-
-ImageCheck = Callable[[Path, ModelVersion], None]
 
 
 @dataclass
@@ -90,11 +85,70 @@ class Progress:
         self.done = done
 
 
-def _hash_prefix(path: Path, hasher: Any) -> int:
+class _Sink:
+    """Writes and hashes the body on a worker thread while the event loop receives.
+
+    Chunks go over in batches of about BATCH bytes through a queue of QUEUE_DEPTH batches, so
+    memory stays bounded whatever the image size; a full queue makes the receiver wait.
+    """
+
+    BATCH = 256 << 10
+    QUEUE_DEPTH = 8
+
+    def __init__(self, file: BinaryIO, hasher: Any, check: StreamingImageCheck) -> None:
+        self._file = file
+        self._hasher = hasher
+        self._check = check
+        self._queue: queue.Queue[list[bytes] | None] = queue.Queue(self.QUEUE_DEPTH)
+        self._batch: list[bytes] = []
+        self._batch_bytes = 0
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="dcl-download-sink", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is not None:
+                continue
+            try:
+                for chunk in batch:
+                    self._file.write(chunk)
+                    self._hasher.update(chunk)
+                    self._check.feed(chunk)
+            except BaseException as exc:  # handed to the event loop in close()
+                self._error = exc
+
+    async def _put(self, item: list[bytes] | None) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            await anyio.to_thread.run_sync(self._queue.put, item)
+
+    async def write(self, chunk: bytes) -> None:
+        self._batch.append(chunk)
+        self._batch_bytes += len(chunk)
+        if self._batch_bytes >= self.BATCH:
+            batch, self._batch, self._batch_bytes = self._batch, [], 0
+            await self._put(batch)
+
+    async def close(self) -> None:
+        """Flush everything to the file (also when cancelled), then raise a writer error."""
+        with anyio.CancelScope(shield=True):
+            if self._batch:
+                await self._put(self._batch)
+                self._batch = []
+            await self._put(None)
+            await anyio.to_thread.run_sync(self._thread.join)
+        if self._error is not None:
+            raise self._error
+
+
+def _hash_prefix(path: Path, hasher: Any, check: StreamingImageCheck) -> int:
     n = 0
     with open(path, "rb") as f:
         while chunk := f.read(READ_CHUNK):
             hasher.update(chunk)
+            check.feed(chunk)
             n += len(chunk)
     return n
 
@@ -104,7 +158,6 @@ async def download_image(
     mv: ModelVersion,
     key: str,
     cache: ImageCache,
-    check_image: ImageCheck,
     *,
     attempts: int = 5,
     backoff: float = 0.5,
@@ -122,12 +175,13 @@ async def download_image(
     part = cache.part_path(key)
     algorithm = mv.checksum_algorithm
     hasher = algorithm.new()
+    check = StreamingImageCheck()
     offset = part.stat().st_size if part.exists() else 0
     if offset > size:
         cache.discard_partial(key)
         offset = 0
     if offset:
-        offset = await anyio.to_thread.run_sync(_hash_prefix, part, hasher)
+        offset = await anyio.to_thread.run_sync(_hash_prefix, part, hasher, check)
         log.info("event=dcl_download_resume key=%s offset=%d total=%d", key, offset, size)
     progress = Progress(key, size, progress_stream)
     progress.reset(offset)
@@ -150,7 +204,7 @@ async def download_image(
                 elif r.status_code == 200:
                     if offset:  # Range ignored: start again from byte 0
                         log.info("event=dcl_download_restart key=%s reason=range_ignored", key)
-                        hasher, offset = algorithm.new(), 0
+                        hasher, check, offset = algorithm.new(), StreamingImageCheck(), 0
                         part.write_bytes(b"")
                         progress.reset(0)
                     length = r.headers.get("content-length")
@@ -167,15 +221,19 @@ async def download_image(
                         raise DownloadFailed(last_error)
                     continue
                 with open(part, "ab") as f:
-                    async for chunk in r.aiter_raw():
-                        offset += len(chunk)
-                        if offset > size:
-                            raise reject(
-                                f"size: the server sent more than the ledger's otaFileSize {size}"
-                            )
-                        f.write(chunk)
-                        hasher.update(chunk)
-                        progress.advance(len(chunk))
+                    sink = _Sink(f, hasher, check)
+                    try:
+                        async for chunk in r.aiter_raw():
+                            offset += len(chunk)
+                            if offset > size:
+                                raise reject(
+                                    f"size: the server sent more than the ledger's otaFileSize "
+                                    f"{size}"
+                                )
+                            await sink.write(chunk)
+                            progress.advance(len(chunk))
+                    finally:
+                        await sink.close()
             break
         except httpx.TransportError as exc:
             # Dropped connection, timeout, TLS failure: keep what we have and resume.
@@ -189,9 +247,9 @@ async def download_image(
                 last_error,
             )
             offset = part.stat().st_size if part.exists() else 0
-            if offset != progress.done:  # resync the hash with what reached the disk
-                hasher = algorithm.new()
-                offset = await anyio.to_thread.run_sync(_hash_prefix, part, hasher)
+            if offset != check.size:  # resync the hashes with what reached the disk
+                hasher, check = algorithm.new(), StreamingImageCheck()
+                offset = await anyio.to_thread.run_sync(_hash_prefix, part, hasher, check)
                 progress.reset(offset)
     else:
         raise DownloadFailed(f"gave up after {attempts} attempts: {last_error}")
@@ -205,7 +263,7 @@ async def download_image(
             f"otaChecksum is {mv.ota_checksum.hex()}"
         )
     try:
-        await anyio.to_thread.run_sync(check_image, part, mv)
+        check.finish(mv)
     except ImageRejected as exc:
         raise reject(f"image: {exc}") from None
     path = cache.commit(key, mv)
