@@ -1,0 +1,841 @@
+"""The runtime state store: SQLite in the state directory.
+
+Runtime facts live here (the YAML files stay the source of truth for channels and releases):
+the fabrics the node has joined, the device ledger, update tokens, BDX transfers, per-release
+outcomes, and the audit log of every release transition.
+
+Durability and concurrency choices:
+
+* ``journal_mode=WAL`` lets the daemon write while the CLI reads (and the other way round);
+  readers never block the writer.
+* ``synchronous=FULL``: every commit is fsynced to the WAL before ``commit`` returns, so a
+  committed fact survives a power cut, not only a process crash (NORMAL would only be safe
+  against a crash of the process). Writes are rare here (a query per device every day or so,
+  a transition per operator action), so the extra fsync costs nothing that matters.
+* Writes run in short ``BEGIN IMMEDIATE`` transactions: the write lock is taken up front, so
+  two processes never both hold a read snapshot and then fail to upgrade it (SQLITE_BUSY
+  mid-transaction). ``busy_timeout`` lets a writer wait for the other one instead of failing.
+* The schema is versioned with ``PRAGMA user_version`` and upgraded by :data:`MIGRATIONS`, one
+  transaction per step; a database newer than this code is refused, never touched.
+
+All times are POSIX seconds (``float``) passed in by the caller, so tests step time by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DB_NAME = "state.sqlite3"
+BUSY_TIMEOUT_MS = 10_000
+
+# UpdateToken length: the spec allows 8..32 bytes (11.20.6.5.1); 16 random bytes are
+# unguessable (128 bits) and leave room in the response.
+TOKEN_BYTES = 16
+
+OUTCOME_STATES = ("offered", "downloading", "applied", "failed")
+TRANSFER_STATES = ("active", "completed", "aborted", "failed")
+
+# Each migration is a list of statements run in one transaction; index i upgrades the schema
+# from user_version i to i + 1. Never edit a released step: append a new one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE fabrics (
+            fabric_index INTEGER PRIMARY KEY CHECK (fabric_index BETWEEN 1 AND 254),
+            compressed_fabric_id TEXT NOT NULL UNIQUE
+                CHECK (length(compressed_fabric_id) = 16),
+            label TEXT NOT NULL DEFAULT '',
+            root_public_key BLOB,
+            node_id INTEGER NOT NULL,
+            added_at REAL NOT NULL
+        )""",
+        """CREATE TABLE devices (
+            compressed_fabric_id TEXT NOT NULL CHECK (length(compressed_fabric_id) = 16),
+            node_id INTEGER NOT NULL,
+            vendor_id INTEGER NOT NULL,
+            product_id INTEGER NOT NULL,
+            software_version INTEGER NOT NULL,
+            hardware_version INTEGER,
+            channel TEXT,
+            first_seen REAL NOT NULL,
+            last_seen REAL NOT NULL,
+            last_result TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (compressed_fabric_id, node_id)
+        )""",
+        "CREATE INDEX devices_by_product ON devices (vendor_id, product_id, channel)",
+        """CREATE TABLE tokens (
+            token BLOB PRIMARY KEY,
+            compressed_fabric_id TEXT NOT NULL,
+            node_id INTEGER NOT NULL,
+            software_version INTEGER NOT NULL,
+            issued_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            FOREIGN KEY (compressed_fabric_id, node_id)
+                REFERENCES devices (compressed_fabric_id, node_id) ON DELETE CASCADE
+        )""",
+        "CREATE INDEX tokens_by_expiry ON tokens (expires_at)",
+        """CREATE TABLE transfers (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            compressed_fabric_id TEXT NOT NULL,
+            node_id INTEGER NOT NULL,
+            channel TEXT NOT NULL,
+            vendor_id INTEGER NOT NULL,
+            product_id INTEGER NOT NULL,
+            software_version INTEGER NOT NULL,
+            state TEXT NOT NULL
+                CHECK (state IN ('active', 'completed', 'aborted', 'failed')),
+            offset_bytes INTEGER NOT NULL DEFAULT 0,
+            total_bytes INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            reason TEXT NOT NULL DEFAULT '',
+            FOREIGN KEY (compressed_fabric_id, node_id)
+                REFERENCES devices (compressed_fabric_id, node_id) ON DELETE CASCADE
+        )""",
+        "CREATE INDEX transfers_active ON transfers (state)",
+        """CREATE TABLE outcomes (
+            channel TEXT NOT NULL,
+            vendor_id INTEGER NOT NULL,
+            product_id INTEGER NOT NULL,
+            software_version INTEGER NOT NULL,
+            compressed_fabric_id TEXT NOT NULL,
+            node_id INTEGER NOT NULL,
+            state TEXT NOT NULL
+                CHECK (state IN ('offered', 'downloading', 'applied', 'failed')),
+            updated_at REAL NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (channel, vendor_id, product_id, software_version,
+                         compressed_fabric_id, node_id)
+        )""",
+        """CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            channel TEXT NOT NULL DEFAULT '',
+            product TEXT NOT NULL DEFAULT '',
+            before_json TEXT,
+            after_json TEXT,
+            reason TEXT NOT NULL DEFAULT ''
+        )""",
+        """CREATE TABLE auto_stops (
+            channel TEXT NOT NULL,
+            product TEXT NOT NULL,
+            software_version INTEGER NOT NULL,
+            at REAL NOT NULL,
+            reason TEXT NOT NULL,
+            PRIMARY KEY (channel, product, software_version)
+        )""",
+        """CREATE TABLE config_status (
+            file TEXT PRIMARY KEY,
+            at REAL NOT NULL,
+            line INTEGER,
+            reason TEXT NOT NULL
+        )""",
+        """CREATE TABLE cohort_offers (
+            channel TEXT NOT NULL,
+            vendor_id INTEGER NOT NULL,
+            product_id INTEGER NOT NULL,
+            cohort_seed TEXT NOT NULL,
+            compressed_fabric_id TEXT NOT NULL,
+            node_id INTEGER NOT NULL,
+            at REAL NOT NULL,
+            PRIMARY KEY (channel, vendor_id, product_id, cohort_seed, compressed_fabric_id,
+                         node_id)
+        )""",
+        """CREATE TABLE last_valid_config (
+            file TEXT PRIMARY KEY,
+            at REAL NOT NULL,
+            text TEXT NOT NULL
+        )""",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(Exception):
+    """The state store cannot be opened or used (corrupt, newer schema, locked too long)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fabric:
+    """A fabric the provider node has joined (filled in by the node's commissioning)."""
+
+    fabric_index: int
+    compressed_fabric_id: str  # 16 upper-case hex digits
+    label: str
+    root_public_key: bytes | None
+    node_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """One OTA requestor as the provider last saw it."""
+
+    compressed_fabric_id: str
+    node_id: int
+    vendor_id: int
+    product_id: int
+    software_version: int
+    hardware_version: int | None
+    channel: str | None
+    first_seen: float
+    last_seen: float
+    last_result: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """An UpdateToken handed out in a QueryImageResponse, bound to one device."""
+
+    token: bytes
+    compressed_fabric_id: str
+    node_id: int
+    software_version: int
+    issued_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """One BDX transfer of an image to a device."""
+
+    id: int
+    compressed_fabric_id: str
+    node_id: int
+    channel: str
+    vendor_id: int
+    product_id: int
+    software_version: int
+    state: str
+    offset_bytes: int
+    total_bytes: int
+    started_at: float
+    ended_at: float | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One row of the audit log: who changed what, with the state before and after."""
+
+    id: int
+    at: float
+    actor: str
+    action: str
+    channel: str
+    product: str
+    before: Any
+    after: Any
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeCounts:
+    """How many devices are at each stage of one release."""
+
+    offered: int = 0
+    downloading: int = 0
+    applied: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigWarning:
+    """The last refused edit of a config file (cleared when the file loads again)."""
+
+    file: str
+    at: float
+    line: int | None
+    reason: str
+
+
+def format_cfid(value: int) -> str:
+    """A compressed fabric id as the 16 upper-case hex digits used everywhere."""
+    return f"{value:016X}"
+
+
+class Store:
+    """A connection to the state database; one per process (not shared across threads)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+
+    # -- opening ------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, state_dir: Path, *, create: bool = True) -> Store:
+        """Open (and create or migrate) ``state_dir/state.sqlite3``."""
+        path = Path(state_dir) / DB_NAME
+        if not create and not path.exists():
+            raise StoreError(f"{path}: no state database (has the daemon run here?)")
+        try:
+            Path(state_dir).mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves (no implicit transactions).
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{path}: cannot open state database: {exc}") from exc
+        store = cls(conn, path)
+        try:
+            store._configure()
+            store._migrate()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(f"{path}: {exc}") from exc
+        except StoreError:
+            conn.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _configure(self) -> None:
+        c = self._conn
+        c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{self.path}: cannot switch to WAL journal (got {mode})")
+        c.execute("PRAGMA synchronous = FULL")
+        c.execute("PRAGMA foreign_keys = ON")
+
+    def _migrate(self) -> None:
+        version = self.schema_version()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: schema version {version} is newer than this program "
+                f"({SCHEMA_VERSION}); upgrade matter-ota"
+            )
+        while version < SCHEMA_VERSION:
+            with self._write():
+                # Re-read inside the write lock: another process may have migrated meanwhile.
+                version = self.schema_version()
+                if version >= SCHEMA_VERSION:
+                    break
+                for statement in MIGRATIONS[version]:
+                    self._conn.execute(statement)
+                self._conn.execute(f"PRAGMA user_version = {version + 1}")
+            version = self.schema_version()
+
+    def schema_version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def integrity_check(self) -> list[str]:
+        """SQLite's own check plus foreign keys; an empty list means healthy."""
+        rows = [str(r[0]) for r in self._conn.execute("PRAGMA integrity_check")]
+        problems = [r for r in rows if r != "ok"]
+        problems += [repr(tuple(r)) for r in self._conn.execute("PRAGMA foreign_key_check")]
+        return problems
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction, holding the write lock from its first statement."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"{self.path}: cannot start a write: {exc}") from exc
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._conn.execute("ROLLBACK")
+            raise StoreError(f"{self.path}: commit failed: {exc}") from exc
+
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        try:
+            cur = self._conn.execute(sql, params)
+            cur.row_factory = sqlite3.Row
+            return list(cur.fetchall())
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+
+    # -- fabrics --------------------------------------------------------------------------
+
+    def put_fabric(self, fabric: Fabric, now: float) -> None:
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO fabrics (fabric_index, compressed_fabric_id, label, root_public_key,"
+                " node_id, added_at) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (fabric_index) DO UPDATE SET"
+                " compressed_fabric_id = excluded.compressed_fabric_id, label = excluded.label,"
+                " root_public_key = excluded.root_public_key, node_id = excluded.node_id",
+                (
+                    fabric.fabric_index,
+                    fabric.compressed_fabric_id.upper(),
+                    fabric.label,
+                    fabric.root_public_key,
+                    fabric.node_id,
+                    now,
+                ),
+            )
+
+    def remove_fabric(self, fabric_index: int) -> None:
+        with self._write() as c:
+            c.execute("DELETE FROM fabrics WHERE fabric_index = ?", (fabric_index,))
+
+    def fabrics(self) -> list[Fabric]:
+        return [
+            Fabric(
+                r["fabric_index"],
+                r["compressed_fabric_id"],
+                r["label"],
+                r["root_public_key"],
+                r["node_id"],
+            )
+            for r in self._read("SELECT * FROM fabrics ORDER BY fabric_index")
+        ]
+
+    # -- device ledger --------------------------------------------------------------------
+
+    def record_query(
+        self,
+        *,
+        compressed_fabric_id: str,
+        node_id: int,
+        vendor_id: int,
+        product_id: int,
+        software_version: int,
+        hardware_version: int | None,
+        channel: str | None,
+        result: str,
+        now: float,
+    ) -> None:
+        """Upsert a device after a QueryImage: what it runs and what it was told."""
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO devices (compressed_fabric_id, node_id, vendor_id, product_id,"
+                " software_version, hardware_version, channel, first_seen, last_seen,"
+                " last_result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (compressed_fabric_id, node_id) DO UPDATE SET"
+                " vendor_id = excluded.vendor_id, product_id = excluded.product_id,"
+                " software_version = excluded.software_version,"
+                " hardware_version = excluded.hardware_version, channel = excluded.channel,"
+                " last_seen = excluded.last_seen, last_result = excluded.last_result",
+                (
+                    compressed_fabric_id.upper(),
+                    node_id,
+                    vendor_id,
+                    product_id,
+                    software_version,
+                    hardware_version,
+                    channel,
+                    now,
+                    now,
+                    result,
+                ),
+            )
+
+    def import_devices(self, records: Iterable[DeviceRecord]) -> int:
+        """Insert or replace many ledger rows in one transaction (migration, fleet import,
+        benchmarks); returns how many."""
+        rows = [
+            (d.compressed_fabric_id.upper(), d.node_id, d.vendor_id, d.product_id,
+             d.software_version, d.hardware_version, d.channel, d.first_seen, d.last_seen,
+             d.last_result)
+            for d in records
+        ]
+        with self._write() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO devices (compressed_fabric_id, node_id, vendor_id,"
+                " product_id, software_version, hardware_version, channel, first_seen,"
+                " last_seen, last_result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
+
+    def device(self, compressed_fabric_id: str, node_id: int) -> DeviceRecord | None:
+        rows = self._read(
+            "SELECT * FROM devices WHERE compressed_fabric_id = ? AND node_id = ?",
+            (compressed_fabric_id.upper(), node_id),
+        )
+        return _device(rows[0]) if rows else None
+
+    def devices(
+        self, *, vendor_id: int | None = None, product_id: int | None = None
+    ) -> list[DeviceRecord]:
+        sql = "SELECT * FROM devices"
+        params: list[object] = []
+        if vendor_id is not None and product_id is not None:
+            sql += " WHERE vendor_id = ? AND product_id = ?"
+            params = [vendor_id, product_id]
+        sql += " ORDER BY compressed_fabric_id, node_id"
+        return [_device(r) for r in self._read(sql, params)]
+
+    # -- update tokens --------------------------------------------------------------------
+
+    def issue_token(
+        self,
+        compressed_fabric_id: str,
+        node_id: int,
+        software_version: int,
+        now: float,
+        ttl: float,
+    ) -> bytes:
+        """A fresh unguessable token bound to a known device; expired tokens are purged."""
+        token = secrets.token_bytes(TOKEN_BYTES)
+        with self._write() as c:
+            c.execute("DELETE FROM tokens WHERE expires_at <= ?", (now,))
+            try:
+                c.execute(
+                    "INSERT INTO tokens (token, compressed_fabric_id, node_id, software_version,"
+                    " issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (token, compressed_fabric_id.upper(), node_id, software_version, now,
+                     now + ttl),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise StoreError(
+                    f"token for unknown device {compressed_fabric_id}/{node_id:#x}: record the "
+                    "query first"
+                ) from exc
+        return token
+
+    def check_token(
+        self, token: bytes, compressed_fabric_id: str, node_id: int, now: float
+    ) -> TokenRecord | None:
+        """The token's record if it exists, has not expired and belongs to this device."""
+        rows = self._read(
+            "SELECT * FROM tokens WHERE token = ? AND compressed_fabric_id = ? AND node_id = ?"
+            " AND expires_at > ?",
+            (token, compressed_fabric_id.upper(), node_id, now),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return TokenRecord(
+            r["token"], r["compressed_fabric_id"], r["node_id"], r["software_version"],
+            r["issued_at"], r["expires_at"],
+        )
+
+    # -- transfers ------------------------------------------------------------------------
+
+    def start_transfer(
+        self,
+        *,
+        compressed_fabric_id: str,
+        node_id: int,
+        channel: str,
+        vendor_id: int,
+        product_id: int,
+        software_version: int,
+        total_bytes: int,
+        now: float,
+    ) -> int:
+        """Record a new transfer (and the device's outcome as downloading); returns its id."""
+        cfid = compressed_fabric_id.upper()
+        with self._write() as c:
+            cur = c.execute(
+                "INSERT INTO transfers (compressed_fabric_id, node_id, channel, vendor_id,"
+                " product_id, software_version, state, total_bytes, started_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?)",
+                (cfid, node_id, channel, vendor_id, product_id, software_version, total_bytes,
+                 now),
+            )
+            _set_outcome(c, channel, vendor_id, product_id, software_version, cfid, node_id,
+                         "downloading", now, "")
+        return int(cur.lastrowid or 0)
+
+    def progress_transfer(self, transfer_id: int, offset_bytes: int) -> None:
+        with self._write() as c:
+            c.execute(
+                "UPDATE transfers SET offset_bytes = ? WHERE id = ? AND state = 'active'",
+                (offset_bytes, transfer_id),
+            )
+
+    def end_transfer(self, transfer_id: int, state: str, now: float, reason: str = "") -> None:
+        """Close a transfer: completed, aborted or failed (a failure marks the outcome)."""
+        if state not in TRANSFER_STATES or state == "active":
+            raise StoreError(f"a transfer cannot end as {state!r}")
+        with self._write() as c:
+            row = c.execute("SELECT * FROM transfers WHERE id = ?", (transfer_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"no transfer {transfer_id}")
+            c.execute(
+                "UPDATE transfers SET state = ?, ended_at = ?, reason = ? WHERE id = ?",
+                (state, now, reason, transfer_id),
+            )
+            if state == "failed":
+                # row: id, cfid, node, channel, vid, pid, sv, ...
+                _set_outcome(c, row[3], row[4], row[5], row[6], row[1], row[2], "failed", now,
+                             reason)
+
+    def transfer(self, transfer_id: int) -> Transfer | None:
+        rows = self._read("SELECT * FROM transfers WHERE id = ?", (transfer_id,))
+        return Transfer(*rows[0]) if rows else None
+
+    def active_transfers(self) -> int:
+        return int(self._read("SELECT count(*) FROM transfers WHERE state = 'active'")[0][0])
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    def set_outcome(
+        self,
+        *,
+        channel: str,
+        vendor_id: int,
+        product_id: int,
+        software_version: int,
+        compressed_fabric_id: str,
+        node_id: int,
+        state: str,
+        now: float,
+        reason: str = "",
+    ) -> None:
+        """Move one device's outcome for one release (offered/downloading/applied/failed)."""
+        if state not in OUTCOME_STATES:
+            raise StoreError(f"unknown outcome {state!r}")
+        with self._write() as c:
+            _set_outcome(c, channel, vendor_id, product_id, software_version,
+                         compressed_fabric_id.upper(), node_id, state, now, reason)
+
+    def outcome_counts(
+        self,
+        channel: str,
+        vendor_id: int,
+        product_id: int,
+        software_version: int | None = None,
+        *,
+        since: float | None = None,
+    ) -> OutcomeCounts:
+        """Devices per outcome for one release's image (``None``: any version, as for a DCL
+        release that follows the ledger), optionally only those updated since ``since``."""
+        sql = ("SELECT state, count(*) FROM outcomes WHERE channel = ? AND vendor_id = ? AND"
+               " product_id = ?")
+        params: list[object] = [channel, vendor_id, product_id]
+        if software_version is not None:
+            sql += " AND software_version = ?"
+            params.append(software_version)
+        if since is not None:
+            sql += " AND updated_at >= ?"
+            params.append(since)
+        rows = self._read(sql + " GROUP BY state", params)
+        counts = {str(r[0]): int(r[1]) for r in rows}
+        return OutcomeCounts(**{s: counts.get(s, 0) for s in OUTCOME_STATES})
+
+    # -- cohorts -------------------------------------------------------------------------
+
+    def mark_offered(
+        self,
+        *,
+        channel: str,
+        vendor_id: int,
+        product_id: int,
+        cohort_seed: str,
+        compressed_fabric_id: str,
+        node_id: int,
+        now: float,
+    ) -> None:
+        """Remember that a cohort (seed) offered its release to a device: the device stays
+        selected for that seed whatever arrives later (stickiness survives restarts)."""
+        with self._write() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO cohort_offers (channel, vendor_id, product_id,"
+                " cohort_seed, compressed_fabric_id, node_id, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (channel, vendor_id, product_id, cohort_seed.lower(),
+                 compressed_fabric_id.upper(), node_id, now),
+            )
+
+    def cohort_devices(
+        self, channel: str, vendor_id: int, product_id: int, cohort_seed: str
+    ) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        """The (compressed fabric id, node id) of the devices known on a channel and
+        product, and of those the cohort with ``cohort_seed`` has offered its release."""
+        known = self._read(
+            "SELECT compressed_fabric_id, node_id FROM devices WHERE channel = ? AND"
+            " vendor_id = ? AND product_id = ?",
+            (channel, vendor_id, product_id),
+        )
+        offered = self._read(
+            "SELECT compressed_fabric_id, node_id FROM cohort_offers WHERE channel = ? AND"
+            " vendor_id = ? AND product_id = ? AND cohort_seed = ?",
+            (channel, vendor_id, product_id, cohort_seed.lower()),
+        )
+        return ([(str(r[0]), int(r[1])) for r in known],
+                [(str(r[0]), int(r[1])) for r in offered])
+
+    def active_transfer_devices(self) -> list[tuple[str, int]]:
+        rows = self._read(
+            "SELECT DISTINCT compressed_fabric_id, node_id FROM transfers WHERE state = 'active'"
+        )
+        return [(str(r[0]), int(r[1])) for r in rows]
+
+    # -- auto-stop ------------------------------------------------------------------------
+
+    def record_auto_stop(
+        self, channel: str, product: str, software_version: int, reason: str, now: float
+    ) -> None:
+        with self._write() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO auto_stops (channel, product, software_version, at,"
+                " reason) VALUES (?, ?, ?, ?, ?)",
+                (channel, product, software_version, now, reason),
+            )
+
+    def auto_stop_reason(self, channel: str, product: str, software_version: int) -> str | None:
+        rows = self._read(
+            "SELECT reason FROM auto_stops WHERE channel = ? AND product = ? AND"
+            " software_version = ?",
+            (channel, product, software_version),
+        )
+        return str(rows[0][0]) if rows else None
+
+    # -- audit log ------------------------------------------------------------------------
+
+    def audit(
+        self,
+        *,
+        actor: str,
+        action: str,
+        now: float,
+        channel: str = "",
+        product: str = "",
+        before: Any = None,
+        after: Any = None,
+        reason: str = "",
+    ) -> int:
+        """Append one audit row; ``before``/``after`` are JSON-serialisable snapshots."""
+        with self._write() as c:
+            cur = c.execute(
+                "INSERT INTO audit (at, actor, action, channel, product, before_json,"
+                " after_json, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (now, actor, action, channel, product, _json(before), _json(after), reason),
+            )
+        return int(cur.lastrowid or 0)
+
+    def record_transition(
+        self,
+        *,
+        file: str,
+        text: str,
+        actor: str,
+        action: str,
+        now: float,
+        channel: str,
+        product: str,
+        before: Any,
+        after: Any,
+        reason: str = "",
+    ) -> int:
+        """A release transition just written to ``file``: its audit row and the file's new
+        text as the last valid config, in one transaction."""
+        with self._write() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO last_valid_config (file, at, text) VALUES (?, ?, ?)",
+                (file, now, text),
+            )
+            cur = c.execute(
+                "INSERT INTO audit (at, actor, action, channel, product, before_json,"
+                " after_json, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (now, actor, action, channel, product, _json(before), _json(after), reason),
+            )
+        return int(cur.lastrowid or 0)
+
+    def history(
+        self, *, channel: str | None = None, limit: int | None = None
+    ) -> list[AuditEntry]:
+        """Audit rows, oldest first (the newest ``limit`` when a limit is given)."""
+        sql = "SELECT * FROM audit"
+        params: list[object] = []
+        if channel is not None:
+            sql += " WHERE channel = ?"
+            params.append(channel)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        rows = self._read(sql, params)
+        return [
+            AuditEntry(
+                r["id"], r["at"], r["actor"], r["action"], r["channel"], r["product"],
+                _unjson(r["before_json"]), _unjson(r["after_json"]), r["reason"],
+            )
+            for r in reversed(rows)
+        ]
+
+    # -- config warnings ------------------------------------------------------------------
+
+    def set_config_warning(self, file: str, line: int | None, reason: str, now: float) -> None:
+        with self._write() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO config_status (file, at, line, reason)"
+                " VALUES (?, ?, ?, ?)",
+                (file, now, line, reason),
+            )
+
+    def clear_config_warnings(self) -> None:
+        with self._write() as c:
+            c.execute("DELETE FROM config_status")
+
+    def save_valid_config(self, file: str, text: str, now: float) -> None:
+        """Remember the text of a config file that loaded, so a later invalid edit can still
+        be shown against what is serving."""
+        with self._write() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO last_valid_config (file, at, text) VALUES (?, ?, ?)",
+                (file, now, text),
+            )
+
+    def last_valid_config(self, file: str) -> str | None:
+        rows = self._read("SELECT text FROM last_valid_config WHERE file = ?", (file,))
+        return str(rows[0][0]) if rows else None
+
+    def config_warnings(self) -> list[ConfigWarning]:
+        return [
+            ConfigWarning(r["file"], r["at"], r["line"], r["reason"])
+            for r in self._read("SELECT * FROM config_status ORDER BY file")
+        ]
+
+
+def _set_outcome(
+    c: sqlite3.Connection,
+    channel: str,
+    vendor_id: int,
+    product_id: int,
+    software_version: int,
+    cfid: str,
+    node_id: int,
+    state: str,
+    now: float,
+    reason: str,
+) -> None:
+    c.execute(
+        "INSERT INTO outcomes (channel, vendor_id, product_id, software_version,"
+        " compressed_fabric_id, node_id, state, updated_at, reason)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (channel, vendor_id, product_id, software_version, compressed_fabric_id,"
+        " node_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at,"
+        " reason = excluded.reason",
+        (channel, vendor_id, product_id, software_version, cfid, node_id, state, now, reason),
+    )
+
+
+def _device(r: sqlite3.Row) -> DeviceRecord:
+    return DeviceRecord(
+        r["compressed_fabric_id"], r["node_id"], r["vendor_id"], r["product_id"],
+        r["software_version"], r["hardware_version"], r["channel"], r["first_seen"],
+        r["last_seen"], r["last_result"],
+    )
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+
+def _unjson(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
