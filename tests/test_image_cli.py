@@ -281,3 +281,12 @@ def test_create_unknown_digest_is_a_usage_error(
         str(tmp_path / "o"),
     )
     assert code == 2 and "unknown digest 'md5'" in err
+
+
+def test_unwritable_output_is_named(
+    firmware: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "no-such-dir" / "out.bin"
+    code, _, err = run(capsys, "image", "extract", str(firmware), str(out))
+    assert code == 1
+    assert err == f"matter-ota: error: {out}: No such file or directory\n"

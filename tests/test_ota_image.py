@@ -125,8 +125,9 @@ def test_round_trip_of_every_field(fields: dict[str, Any], payload: bytes) -> No
 
 
 def test_header_bytes_of_a_known_image() -> None:
-    # Same fields as connectedhomeip's `ota_image_tool.py create -v 0xFFF1 -p 0x8000 -vn 2
-    # -vs 2.0 -da sha256` on the 5-byte payload 01..05; matter.js's OtaImageWriter gives the same.
+    # The bytes matter.js 0.16.11's OtaImageWriter wrote for these fields (test_ota_image_matterjs
+    # checks that live); connectedhomeip's ota_image_tool.py builds the header with chip.tlv from
+    # the same uint fields, which is checked below.
     image = build_image(
         bytes(range(1, 6)),
         vendor_id=0xFFF1,
@@ -139,6 +140,22 @@ def test_header_bytes_of_a_known_image() -> None:
         "152500f1ff250100802402022c0303322e302404052408013009"
         "2074f81fe167d99b4cb41d6d0ccda82278caee9f3e2f25d5e5a3936ff3dcec60d0180102030405"
     )
+    chip_tlv = pytest.importorskip("chip.tlv")
+    writer = chip_tlv.TLVWriter()  # as ota_image_tool.py's generate_header_tlv does it
+    u = chip_tlv.uint
+    writer.put(
+        None,
+        {
+            0: u(0xFFF1),
+            1: u(0x8000),
+            2: u(2),
+            3: "2.0",
+            4: u(5),
+            8: u(1),
+            9: hashlib.sha256(bytes(range(1, 6))).digest(),
+        },
+    )
+    assert image[16:76] == bytes(writer.encoding)
 
 
 @pytest.mark.parametrize("algorithm", list(DIGESTS.values()), ids=lambda a: a.iana_name)

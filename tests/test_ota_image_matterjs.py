@@ -146,6 +146,10 @@ def test_we_read_the_images_matterjs_writes(matterjs: Path, tmp_path: Path) -> N
             assert getattr(header, key) == value, key
         assert header.payload_size == len(payload)
         assert header.digest_type == 1 and header.digest == hashlib.sha256(payload).digest()
+        # byte for byte what we write for the same fields: both pick the shortest encodings
+        assert Path(result["file"]).read_bytes() == ota_image.build_image(
+            payload, **request["_fields"]
+        )
         # and extracting gives back exactly the payload matter.js was given
         ota_image.extract_payload(result["file"], tmp_path / "payload")
         assert (tmp_path / "payload").read_bytes() == payload

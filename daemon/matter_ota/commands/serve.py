@@ -1,36 +1,92 @@
-"""`matter-ota serve`: run the provider daemon."""
+"""`matter-ota serve`: run the provider daemon (the Matter node on UDP)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import signal
-import threading
+from collections.abc import Callable
 
+import anyio
+
+from matter_ota.cli import EXIT_USAGE, CliError
 from matter_ota.commands._common import add_config_options
+from matter_ota.commands._pase import install_pase
+from matter_ota.node import Node
+from matter_ota.runtime.udp import DEFAULT_PORT, UdpTransport
 
 log = logging.getLogger("matter_ota.serve")
+
+# Protocol modules (PASE, CASE, IM, BDX) add themselves here: each is called once with the node
+# and the parsed arguments, and registers its handlers in the node's dispatch table.
+INSTALLERS: list[Callable[[Node, argparse.Namespace], None]] = [install_pase]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the OTA provider daemon")
     add_config_options(p)
-    p.add_argument("--port", type=int, default=5540, help="UDP port (default 5540)")
+    p.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"UDP port (default {DEFAULT_PORT})"
+    )
+    p.add_argument(
+        "--listen",
+        default=None,
+        metavar="ADDR",
+        help="address to bind (default: all, IPv6 dual-stack, IPv4 if no IPv6)",
+    )
     p.add_argument("--passcode", type=int, default=None, help="setup passcode for commissioning")
     p.add_argument("--discriminator", type=int, default=None, help="12-bit discriminator")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     p.set_defaults(func=run)
 
 
+def _check(args: argparse.Namespace) -> None:
+    if not 0 <= args.port <= 0xFFFF:
+        raise CliError(f"--port {args.port} is not a UDP port (0-65535)", EXIT_USAGE)
+    if args.discriminator is not None and not 0 <= args.discriminator <= 0xFFF:
+        raise CliError(
+            f"--discriminator {args.discriminator} is not a 12-bit value (0-4095)", EXIT_USAGE
+        )
+    # 5.1.7.1: a passcode is 1..99999998 (the list of trivial values is checked by PASE).
+    if args.passcode is not None and not 1 <= args.passcode <= 99_999_998:
+        raise CliError(f"--passcode {args.passcode} is outside 1-99999998", EXIT_USAGE)
+
+
+def build_node(args: argparse.Namespace) -> Node:
+    """The node with every installed protocol registered."""
+    node = Node()
+    for install in INSTALLERS:
+        install(node, args)
+    return node
+
+
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    log.info("event=start component=serve")
-    log.warning(
-        "event=not_yet what=matter_node detail=the secure messaging core and commissionable "
-        "node are not in this build yet; serving nothing"
+    _check(args)
+    level = getattr(logging, str(args.log_level).upper(), None)
+    if not isinstance(level, int):
+        raise CliError(f"--log-level {args.log_level} is not a log level", EXIT_USAGE)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    node = build_node(args)
+    log.info(
+        "event=start component=serve port=%d listen=%s passcode=%s discriminator=%s "
+        "protocols=%d",
+        args.port, args.listen or "any", "set" if args.passcode is not None else "unset",
+        args.discriminator if args.discriminator is not None else "unset", len(INSTALLERS),
     )
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    try:
+        anyio.run(_serve, node, args)
+    except OSError as exc:
+        raise CliError(f"cannot serve on UDP port {args.port}: {exc.strerror or exc}") from exc
     log.info("event=stop component=serve")
     return 0
+
+
+async def _serve(node: Node, args: argparse.Namespace) -> None:
+    transport = UdpTransport(node, host=args.listen, port=args.port)
+    async with anyio.create_task_group() as tg:
+        await tg.start(transport.run)
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.info("event=signal signal=%s", signal.Signals(signum).name)
+                break
+        tg.cancel_scope.cancel()

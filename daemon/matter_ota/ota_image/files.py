@@ -218,6 +218,14 @@ def verify_bytes(
     )
 
 
+def _create(partial: Path, output: Path) -> IO[bytes]:
+    """Open the temporary file for ``output``; an error names ``output``, not the temporary."""
+    try:
+        return open(partial, "wb")
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(output)) from None
+
+
 def extract_payload(
     path: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -232,7 +240,7 @@ def extract_payload(
     output = Path(output)
     partial = output.with_name(f".{output.name}.partial")
     try:
-        with open(path, "rb", buffering=0) as stream, open(partial, "wb") as sink:
+        with open(path, "rb", buffering=0) as stream, _create(partial, output) as sink:
             header = _verify_stream(
                 stream,
                 sink=sink,
@@ -311,7 +319,7 @@ def create_image(
     output = Path(output)
     partial = output.with_name(f".{output.name}.partial")
     try:
-        with open(payload, "rb", buffering=0) as source, open(partial, "wb") as sink:
+        with open(payload, "rb", buffering=0) as source, _create(partial, output) as sink:
             size = os.fstat(source.fileno()).st_size
             placeholder, _ = encode_header(payload_size=size, digest=bytes(digest.size), **fields)
             sink.write(placeholder)

@@ -1,0 +1,1 @@
+"""Cryptographic building blocks (SPAKE2+, certificates, CASE keys)."""

@@ -1,0 +1,1 @@
+"""Session establishment: PASE (passcode) and CASE (certificates), both roles, sans-IO."""

@@ -1,0 +1,1 @@
+"""Interop tests against peers we did not write, run inside network namespaces."""

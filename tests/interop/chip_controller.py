@@ -1,0 +1,78 @@
+"""Host side of the connectedhomeip controller harness.
+
+``run_controller(ns, scratch, "pase", "--ip", ...)`` runs ``controller_main.py`` with the
+test venv's Python inside the namespace ``ns``, in a fresh mount namespace with a private root
+(``private_root.py``) so that the SDK's hard-coded ``/data`` and ``/tmp`` files land in
+``scratch``. Returns the parsed result line plus the SDK's log for failure messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .netns import Namespace
+
+HERE = Path(__file__).resolve().parent
+CHECKOUT = HERE.parent.parent
+
+
+def credentials_dir() -> Path | None:
+    """The shared test credentials, or None (tests skip) when this machine lacks them."""
+    env = os.environ.get("MATTER_OTA_TEST_CREDENTIALS")
+    path = Path(env) if env else CHECKOUT.parent / "shared" / "credentials" / "test"
+    return path if (path / "paa-fff1-cert.der").is_file() else None
+
+
+def paa_trust_store(scratch: Path) -> Path:
+    """A trust store dir holding the test PAA (linked from the shared credentials, not copied).
+
+    It lives in ``scratch/data``, which the controller sees as ``/data``.
+    """
+    creds = credentials_dir()
+    store = scratch / "data" / "paa-trust-store"
+    store.mkdir(parents=True, exist_ok=True)
+    if creds is not None:
+        link = store / "paa-fff1-cert.der"
+        if not link.exists():
+            link.symlink_to(creds / "paa-fff1-cert.der")
+    return store
+
+
+@dataclass
+class ControllerResult:
+    result: dict[str, Any]
+    returncode: int
+    log: str
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.result.get("ok"))
+
+
+def run_controller(ns: Namespace, scratch: Path, *args: str, timeout: float = 60.0
+                   ) -> ControllerResult:
+    """Run one controller sub-command and return its outcome."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    command = [
+        "unshare", "-m", "--propagation", "private",
+        sys.executable, str(HERE / "private_root.py"), "--scratch", str(scratch),
+        "--keep", str(CHECKOUT), "--keep", sys.prefix, "--keep", sys.base_prefix, "--",
+        sys.executable, str(HERE / "controller_main.py"),
+        # Paths as the controller sees them inside its private root.
+        "--storage", "/data/controller.json",
+        "--paa-trust-store", "/data/" + paa_trust_store(scratch).name,
+        *args,
+    ]
+    proc = subprocess.run(ns.wrap(command), capture_output=True, text=True, timeout=timeout,
+                          cwd=CHECKOUT)
+    log = proc.stderr + proc.stdout
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return ControllerResult(json.loads(line[len("RESULT "):]), proc.returncode, log)
+    return ControllerResult({"ok": False, "error": "no result"}, proc.returncode, log)
