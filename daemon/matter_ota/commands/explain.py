@@ -14,15 +14,19 @@ import re
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from matter_ota.cli import CliError
 from matter_ota.commands._common import add_config_options
-from matter_ota.commands._console import open_console, usage_error
+from matter_ota.commands._console import open_console, state_dir, usage_error
+from matter_ota.config import ReleasesConfig
 from matter_ota.facts import build_state
+from matter_ota.operations import Console
 from matter_ota.policy.engine import decide
-from matter_ota.policy.model import BDX_SYNCHRONOUS, Decision, Device, Query, ReleaseState
+from matter_ota.policy.model import BDX_SYNCHRONOUS, Decision, Device, Query, ReleaseState, Source
+from matter_ota.sources.dcl_decide import Decider, open_dcl_decider
 from matter_ota.store import Store
 
 _CFID = re.compile(r"^(?:0x)?([0-9A-Fa-f]{16})$")
@@ -77,7 +81,7 @@ def resolve_fabric(text: str, store: Store) -> int:
 
 
 def answer(state: ReleaseState, store: Store, fabric: int, fields: dict[str, Any],
-           now: float) -> Decision:
+           now: float, decide_fn: Decider = decide) -> Decision:
     node = fields["node"]
     record = store.device(f"{fabric:016X}", node)
     hardware = fields.get("hardware_version")
@@ -89,7 +93,19 @@ def answer(state: ReleaseState, store: Store, fabric: int, fields: dict[str, Any
     query = Query(vendor_id=fields["vendor_id"], product_id=fields["product_id"],
                   software_version=fields["version"], protocols_supported=(BDX_SYNCHRONOUS,),
                   hardware_version=hardware)
-    return decide(device, query, state, now)
+    return decide_fn(device, query, state, now)
+
+
+@contextmanager
+def _decider(console: Console, args: argparse.Namespace,
+             releases: ReleasesConfig) -> Iterator[Decider]:
+    """The engine's decide; for DCL releases one that consults the ledger (fetching and
+    verifying an image that is not cached), as the daemon will once it has the image."""
+    if not any(r.source is Source.DCL for r in releases.releases):
+        yield decide
+        return
+    with open_dcl_decider(console.provider.dcl, state_dir(args, console.provider)) as fn:
+        yield fn
 
 
 def as_json(node: int, decision: Decision) -> dict[str, Any]:
@@ -153,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         if missing:
             raise usage_error(f"explain needs {', '.join(missing)} (or --nodes-from FILE)")
     now = time.time()
-    with open_console(args) as console:
+    with open_console(args) as console, ExitStack() as stack:
         releases, warnings = console.serving()
         for w in warnings:
             print(f"warning: {w}", file=sys.stderr)
@@ -161,8 +177,9 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"no valid {console.releases_path.name} to explain from")
         state = build_state(console.provider, releases, console.store)
         fabric = resolve_fabric(args.fabric, console.store)
+        decider = stack.enter_context(_decider(console, args, releases))
         if args.nodes_from is None:
-            decision = answer(state, console.store, fabric, defaults, now)
+            decision = answer(state, console.store, fabric, defaults, now, decider)
             if args.json:
                 print(json.dumps(as_json(args.node, decision)))
             else:
@@ -182,7 +199,8 @@ def run(args: argparse.Namespace) -> int:
                         fabrics[text] = resolve_fabric(text, console.store)
                     f = fabrics[text]
                 out.write(json.dumps(as_json(fields["node"],
-                                             answer(state, console.store, f, fields, now))))
+                                             answer(state, console.store, f, fields, now,
+                                                    decider))))
                 out.write("\n")
         except OSError as exc:
             raise CliError(f"{args.nodes_from}: {exc.strerror}") from None

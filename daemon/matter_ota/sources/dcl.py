@@ -73,6 +73,8 @@ class DclCandidate:
         mv = self.selection.chosen
         if mv is None and self.state is ImageState.FETCHING:
             return self.detail
+        if mv is None and self.state is ImageState.FAILED:
+            return f"the DCL could not be asked and nothing is cached: {self.detail}"
         if mv is None:
             return self.selection.reason + (f" ({self.detail})" if self.detail else "")
         v = mv.software_version
@@ -275,7 +277,7 @@ class DclSource:
         except LedgerPending as exc:
             return DclCandidate(Selection(None, ()), ImageState.FETCHING, detail=str(exc))
         except DclUnavailable as exc:
-            return DclCandidate(Selection(None, ()), ImageState.ABSENT, detail=str(exc))
+            return DclCandidate(Selection(None, ()), ImageState.FAILED, detail=str(exc))
         selection = select_version(answer.versions, current)
         mv = selection.chosen
         if mv is None:

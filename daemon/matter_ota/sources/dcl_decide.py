@@ -19,11 +19,13 @@ config's ``dcl:`` section and state dir and answers a batch of devices.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
 import anyio
+from anyio.from_thread import start_blocking_portal
 
 from matter_ota.config import DclConfig
 from matter_ota.ota_image import OtaImageError, read_header
@@ -138,7 +140,8 @@ async def decide_with_dcl(
                 delayed_action_time=delay,
             )
         if decision.code == "no_image":
-            decision = dataclasses.replace(decision, reason=selection.reason, code="dcl_none")
+            code = "dcl_unreachable" if selection.state is ImageState.FAILED else "dcl_none"
+            decision = dataclasses.replace(decision, reason=selection.reason, code=code)
         return decision
     decision = decide(device, query, _with_images(state, key, (image_info(mv, None),)), now)
     if decision.status not in (QueryStatus.UPDATE_AVAILABLE, QueryStatus.BUSY):
@@ -187,6 +190,39 @@ def _with_images(
     state: ReleaseState, key: ReleaseKey, images: tuple[ImageInfo, ...]
 ) -> ReleaseState:
     return dataclasses.replace(state, images={**state.images, key: images})
+
+
+Decider = Callable[[Device, Query, ReleaseState, float], Decision]
+
+
+@contextmanager
+def open_dcl_decider(
+    config: DclConfig, state_dir: Path, *, progress_stream: TextIO | None = None
+) -> Iterator[Decider]:
+    """For synchronous callers (``matter-ota explain``): a ``decide`` that consults the DCL.
+
+    Inside the ``with``, the returned function answers like :func:`decide_with_dcl` with
+    ``wait=True`` (ledger refreshed when due, image fetched and verified when not cached);
+    releases that are not DCL's are answered by the engine alone, with no network. One
+    source (one HTTPS client, one cache) serves every call, on an event loop in a thread.
+    """
+    settings = settings_from_config(config)
+    with start_blocking_portal() as portal:
+        source = DclSource(settings, state_dir, progress_stream=progress_stream)
+        with portal.wrap_async_context_manager(source):
+
+            def decide_fn(
+                device: Device, query: Query, state: ReleaseState, now: float
+            ) -> Decision:
+                return portal.call(_decide_waiting, source, device, query, state, now)
+
+            yield decide_fn
+
+
+async def _decide_waiting(
+    source: DclSource, device: Device, query: Query, state: ReleaseState, now: float
+) -> Decision:
+    return await decide_with_dcl(source, device, query, state, now, wait=True)
 
 
 def explain_dcl(
