@@ -114,9 +114,7 @@ async def first_query_to_update_available(
         decision = await decide_with_dcl(source, device, query, state, time.time(), wait=False)
         if decision.status is not QueryStatus.BUSY or decision.code != "dcl_fetching":
             return decision.status.label, queries
-        assert decision.image is not None
-        flight = next(iter(source._flights.values()))
-        await flight.done.wait()
+        await source.downloads_idle()
 
 
 # -- children ---------------------------------------------------------------------------------

@@ -237,6 +237,29 @@ async def test_many_requests_one_download(ledger: FakeLedger, tmp_path: Path) ->
     assert len(ledger.requests_for("/images/v2.ota")) == 1
 
 
+async def test_two_sources_on_one_state_dir_download_once(
+    ledger: FakeLedger, tmp_path: Path
+) -> None:
+    # the daemon and `matter-ota explain` share the state dir
+    image = build_ota_image(VID, PID, 2, os.urandom(3_000_000))
+    ledger.publish(VID, PID, [publish_image(ledger, 2, image=image)])
+    results: list[Any] = []
+    async with (
+        make_source(ledger, tmp_path / "state") as daemon,
+        make_source(ledger, tmp_path / "state") as explain,
+    ):
+
+        async def ask(source: DclSource) -> None:
+            results.append(await source.candidate(VID, PID, 1, wait=True))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask, daemon)
+            tg.start_soon(ask, explain)
+    assert [r.state for r in results] == [ImageState.READY, ImageState.READY]
+    assert results[0].path.read_bytes() == image
+    assert len(ledger.requests_for("/images/v2.ota")) == 1
+
+
 async def test_404_means_no_versions(ledger: FakeLedger, tmp_path: Path) -> None:
     async with make_source(ledger, tmp_path / "state") as source:
         got = await source.candidate(VID, PID, 1, wait=True)

@@ -247,6 +247,11 @@ class DclSource:
             del self._flights[key]
             flight.done.set()
 
+    async def downloads_idle(self) -> None:
+        """Return once no download is running (tests, benchmarks, shutdown)."""
+        while self._flights:
+            await next(iter(self._flights.values())).done.wait()
+
     async def fetch(self, mv: ModelVersion) -> Path:
         """The verified image of ``mv``, downloading it (once, shared) when needed."""
         state, path, detail = self.image_state(mv)

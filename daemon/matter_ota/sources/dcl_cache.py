@@ -5,6 +5,7 @@ Layout under ``<state>/dcl/``::
     images/<key>.ota        verified images, ready to serve
     images/<key>.json       what was verified (ledger entry, when)
     partial/<key>.part      an interrupted download, resumed with an HTTP Range request
+    partial/<key>.lock      held (flock) by the one process downloading <key>
     quarantine/<key>.ota    a download that failed a check: never served
     quarantine/<key>.json   why (kept and shown in ``matter-ota releases``)
 

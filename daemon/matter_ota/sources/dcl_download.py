@@ -9,7 +9,9 @@ the file; failures of the *transfer* keep the partial file for the next attempt.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import queue
 import sys
 import threading
@@ -28,6 +30,7 @@ from matter_ota.sources.dcl_verify import ImageRejected, StreamingImageCheck
 log = logging.getLogger("matter_ota.dcl")
 
 READ_CHUNK = 1 << 20  # rehashing a partial file before resuming
+LOCK_POLL = 0.2  # seconds between tries for another process's download lock
 
 
 class DownloadFailed(Exception):
@@ -158,15 +161,44 @@ async def download_image(
     mv: ModelVersion,
     key: str,
     cache: ImageCache,
+    **options: Any,
+) -> Path:
+    """Fetch ``mv.ota_url`` into the cache, verify it, and return the served path.
+
+    One download per image across processes too (the daemon and ``matter-ota explain`` share
+    the state dir): an exclusive ``flock`` on ``partial/<key>.lock`` is held while
+    downloading; whoever waited for it finds the image committed (or quarantined).
+    Raises :class:`DownloadFailed`; with ``quarantined`` set the file was set aside.
+    """
+    fd = os.open(cache.partial / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await anyio.sleep(LOCK_POLL)
+        done = cache.get(key)
+        if done is not None:
+            return done
+        quarantined = cache.quarantined(key)
+        if quarantined is not None:
+            raise DownloadFailed(quarantined.reason, quarantined=True)
+        return await _download_unlocked(http, mv, key, cache, **options)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+async def _download_unlocked(
+    http: httpx.AsyncClient,
+    mv: ModelVersion,
+    key: str,
+    cache: ImageCache,
     *,
     attempts: int = 5,
     backoff: float = 0.5,
     progress_stream: TextIO | None = None,
 ) -> Path:
-    """Fetch ``mv.ota_url`` into the cache, verify it, and return the served path.
-
-    Raises :class:`DownloadFailed`; with ``quarantined`` set the file was set aside.
-    """
     size = mv.ota_file_size
     try:
         cache.reserve(key, size)
