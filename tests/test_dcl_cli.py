@@ -115,7 +115,7 @@ def test_quarantine_shows_in_explain_and_releases(site: Site) -> None:
     publish(site, checksum=hashlib.sha256(b"not this image").digest())
     site.run("source", "--channel", "production", "--product", "FFF1:8001", "dcl", "--yes")
     answer = site.explain()
-    assert answer["status"] == "NotAvailable"
+    assert (answer["status"], answer["version"]) == ("NotAvailable", None)
     assert "quarantined: checksum: sha-256 of the file is" in answer["reason"]
     [row] = site.table()
     assert row["dcl"]["quarantined"][0].startswith("version 2: checksum:")

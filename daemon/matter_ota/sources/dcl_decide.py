@@ -173,6 +173,7 @@ def _with_image_state(
             status=QueryStatus.NOT_AVAILABLE,
             reason=got.reason,
             code="dcl_quarantined",
+            image=None,
             delayed_action_time=0,
         )
     delay = max(decision.delayed_action_time, state.busy.base)
