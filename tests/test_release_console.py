@@ -464,3 +464,95 @@ def test_cli_and_daemon_writer_share_the_store(site: Site) -> None:
         assert len(cli_rows) == 6
         assert sum(1 for e in store.history() if e.actor == "daemon") > 0
     assert site.row()["rollout_percent"] == 20
+
+
+def test_daemon_reload_loop_with_store_reporting(site: Site) -> None:
+    """The daemon's wiring on the real clock: a CLI edit is live within 2 s; a bad hand edit
+    is logged, recorded in the store and shown by `releases`; repairing it clears that."""
+    import anyio
+
+    from matter_ota.reload import config_watcher, store_reporting, watch
+
+    site.run("release", "--channel", "production", "--image", str(site.image(2)),
+             "--percent", "10")
+    applied: list[tuple[float, int]] = []
+
+    async def daemon() -> None:
+        with Store.open(site.state) as store:
+            watcher = config_watcher(site.provider, time.monotonic())
+            on_invalid, on_valid = store_reporting(store, watcher)
+
+            def apply(config: Any) -> None:
+                applied.append((time.monotonic(), config.releases.releases[0].rollout_percent))
+
+            async def wait_for(condition: Any) -> None:
+                with anyio.fail_after(2.0):
+                    while not condition():
+                        await anyio.sleep(0.05)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(lambda: watch(watcher, apply, on_invalid=on_invalid,
+                                            on_valid=on_valid))
+                await anyio.sleep(0.2)
+                t0 = time.monotonic()
+                await anyio.to_thread.run_sync(
+                    lambda: site.run("increase", "--channel", "production", "--percent", "25"))
+                await wait_for(lambda: applied)
+                assert applied[-1][1] == 25 and applied[-1][0] - t0 < 2.0
+                good = site.releases.read_text()
+                site.releases.write_text(good.replace("rollout_percent: 25", "rollout_percent: x"))
+                await wait_for(lambda: store.config_warnings())
+                _, err = await anyio.to_thread.run_sync(lambda: site.run("releases"))
+                assert "seen by the daemon" in err and "rollout_percent" in err
+                assert store.last_valid_config(str(site.releases)) == good
+                site.releases.write_text(good)
+                await wait_for(lambda: not store.config_warnings())
+                tg.cancel_scope.cancel()
+
+    anyio.run(daemon)
+
+
+def test_explain_uses_ledger_hardware_version(site: Site) -> None:
+    site.run("release", "--channel", "production", "--image", str(site.image(2)),
+             "--percent", "100")
+    text = site.releases.read_text().replace("    rollout_percent: 100",
+                                             "    rollout_percent: 100\n    hardware_versions: [5]")
+    site.releases.write_text(text)
+    with Store.open(site.state) as store:
+        store.record_query(compressed_fabric_id=CFID, node_id=3, vendor_id=0xFFF1,
+                           product_id=0x8001, software_version=1, hardware_version=3,
+                           channel="production", result="", now=1.0)
+    args = ("explain", "--fabric", CFID, "--node", "3", "--vendor-id", "0xFFF1",
+            "--product-id", "0x8001", "--version", "1", "--json")
+    out, _ = site.run(*args)
+    assert "reports 3" in json.loads(out)["reason"]
+    out, _ = site.run(*args, "--hardware-version", "5")
+    assert json.loads(out)["status"] == "UpdateAvailable"
+
+
+@pytest.mark.parametrize(("answer", "switched"), [("y\n", True), ("n\n", False), ("\n", False)])
+def test_source_asks_on_a_terminal(site: Site, answer: str, switched: bool) -> None:
+    """On a TTY, `source` asks; only yes switches. (The real CLI in a child on a pty.)"""
+    import pty
+
+    site.run("release", "--channel", "production", "--image", str(site.image(2)),
+             "--percent", "10")
+    master, slave = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(DAEMON_DIR)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "matter_ota.cli", "source", "--channel", "production", "dcl",
+         "--config", str(site.provider), "--state-dir", str(site.state)],
+        stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    os.close(slave)
+    try:
+        os.write(master, answer.encode())
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(master)
+    assert "Switch channel 'production' to dcl?" in err
+    assert (proc.returncode == 0) is switched
+    assert (site.row()["source"] == "dcl") is switched
+    if switched:
+        assert "source dcl: production/FFF1:8001: LIVE" in out
+    else:
+        assert "not confirmed" in err and out == ""

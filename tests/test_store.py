@@ -284,3 +284,11 @@ def test_import_devices_in_one_transaction(tmp_path: Path) -> None:
             DeviceRecord(CFID, node, 1, 2, 3, None, "production", 1.0, 2.0, "")
             for node in range(1000))
         assert n == 1000 and len(s.devices(vendor_id=1, product_id=2)) == 1000
+
+
+def test_hardware_versions(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as s:
+        _seen(s, 1)
+        s.record_query(compressed_fabric_id=CFID, node_id=2, vendor_id=1, product_id=2,
+                       software_version=1, hardware_version=7, channel=None, result="", now=1.0)
+        assert s.hardware_versions() == {(CFID, 2): 7}

@@ -24,6 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from matter_ota.config import Config, load_config, parse_releases
+from matter_ota.store import Store
+from matter_ota.yamlnodes import ConfigError
+
 T = TypeVar("T")
 
 POLL_INTERVAL = 0.5
@@ -200,3 +204,41 @@ async def watch(
             if on_invalid is not None:
                 on_invalid(event)
         await anyio.sleep(max(0.0, watcher.next_deadline() - clock()))
+
+
+# -- the daemon's wiring ---------------------------------------------------------------------
+
+
+def config_watcher(provider_path: Path, now: float) -> ConfigWatcher[Config]:
+    """The daemon's watcher: provider.yaml and the releases file it names, loaded with the
+    same loader as at start-up (ConfigError on anything invalid)."""
+    return ConfigWatcher(
+        load_config(provider_path),
+        lambda: load_config(provider_path),
+        lambda config: (config.provider.path, config.provider.releases_file),
+        errors=(ConfigError,),
+        now=now,
+    )
+
+
+def store_reporting(
+    store: Store, watcher: ConfigWatcher[Config], clock: Callable[[], float] = time.time
+) -> tuple[Callable[[Invalid], None], Callable[[], None]]:
+    """``on_invalid`` / ``on_valid`` for :func:`watch` that keep the state store current: the
+    warning `matter-ota releases` shows, and the text of the releases file now serving."""
+
+    def on_invalid(event: Invalid) -> None:
+        store.set_config_warning(event.file, event.line, event.reason, clock())
+
+    def on_valid() -> None:
+        store.clear_config_warnings()
+        path = watcher.current.provider.releases_file
+        try:
+            text = path.read_text(encoding="utf-8")
+            same = parse_releases(text, path, watcher.current.provider.channel_names)
+        except (OSError, UnicodeDecodeError, ConfigError):
+            return  # changed again since the load: the next poll sees it
+        if same == watcher.current.releases:
+            store.save_valid_config(str(path), text, clock())
+
+    return on_invalid, on_valid

@@ -460,6 +460,14 @@ class Store:
             )
         return len(rows)
 
+    def hardware_versions(self) -> dict[tuple[str, int], int]:
+        """The hardware version each device last reported, for those that did."""
+        rows = self._read(
+            "SELECT compressed_fabric_id, node_id, hardware_version FROM devices"
+            " WHERE hardware_version IS NOT NULL"
+        )
+        return {(str(r[0]), int(r[1])): int(r[2]) for r in rows}
+
     def device(self, compressed_fabric_id: str, node_id: int) -> DeviceRecord | None:
         rows = self._read(
             "SELECT * FROM devices WHERE compressed_fabric_id = ? AND node_id = ?",

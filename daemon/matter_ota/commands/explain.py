@@ -80,13 +80,21 @@ def resolve_fabric(text: str, store: Store) -> int:
     )
 
 
-def answer(state: ReleaseState, store: Store, fabric: int, fields: dict[str, Any],
+Ledger = dict[tuple[int, int], int]
+
+
+def ledger(store: Store) -> Ledger:
+    """The hardware version the ledger knows per (compressed fabric id, node id), read once."""
+    return {(int(cfid, 16), node): hw for (cfid, node), hw in store.hardware_versions().items()}
+
+
+def answer(state: ReleaseState, known: Ledger, fabric: int, fields: dict[str, Any],
            now: float, decide_fn: Decider = decide) -> Decision:
+    """decide() for one device; a hardware version not given comes from the ledger."""
     node = fields["node"]
-    record = store.device(f"{fabric:016X}", node)
     hardware = fields.get("hardware_version")
-    if hardware is None and record is not None:
-        hardware = record.hardware_version
+    if hardware is None:
+        hardware = known.get((fabric, node))
     device = Device(fabric=fabric, node=node, vendor_id=fields["vendor_id"],
                     product_id=fields["product_id"], current_version=fields["version"],
                     hardware_version=hardware)
@@ -177,9 +185,10 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"no valid {console.releases_path.name} to explain from")
         state = build_state(console.provider, releases, console.store)
         fabric = resolve_fabric(args.fabric, console.store)
+        known = ledger(console.store)
         decider = stack.enter_context(_decider(console, args, releases))
         if args.nodes_from is None:
-            decision = answer(state, console.store, fabric, defaults, now, decider)
+            decision = answer(state, known, fabric, defaults, now, decider)
             if args.json:
                 print(json.dumps(as_json(args.node, decision)))
             else:
@@ -189,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
                       f"{decision.status.label}{version}: {decision.reason}")
             return 0
         fabrics: dict[str, int] = {}
-        out = sys.stdout
+        batch: list[str] = []
         try:
             for fields in _lines(args.nodes_from, defaults):
                 text: str | None = fields.get("fabric")
@@ -198,10 +207,16 @@ def run(args: argparse.Namespace) -> int:
                     if text not in fabrics:
                         fabrics[text] = resolve_fabric(text, console.store)
                     f = fabrics[text]
-                out.write(json.dumps(as_json(fields["node"],
-                                             answer(state, console.store, f, fields, now,
-                                                    decider))))
-                out.write("\n")
+                decision = answer(state, known, f, fields, now, decider)
+                batch.append(json.dumps(as_json(fields["node"], decision)))
+                if len(batch) >= _BATCH:  # stream, but not one write per device
+                    sys.stdout.write("\n".join(batch) + "\n")
+                    batch.clear()
         except OSError as exc:
             raise CliError(f"{args.nodes_from}: {exc.strerror}") from None
+        if batch:
+            sys.stdout.write("\n".join(batch) + "\n")
     return 0
+
+
+_BATCH = 512

@@ -83,7 +83,7 @@ class CohortIndex:
     :meth:`set_percent` when the percent grows.
     """
 
-    __slots__ = ("_cut", "_keys", "_offered", "_offset", "_percent", "_rest", "seed")
+    __slots__ = ("_cut", "_keys", "_offered", "_offset", "_percent", "_rest", "_target", "seed")
 
     def __init__(self, seed: bytes | str, percent: int, known: Iterable[DeviceRef] = (),
                  offered: Iterable[DeviceRef] = ()) -> None:
@@ -103,6 +103,7 @@ class CohortIndex:
         offered_set = self._offered
         self._rest = sorted(k for ref, k in self._keys.items() if ref not in offered_set)
         self._cut = -1
+        self._target = 0
         self._recut()
 
     # --- reading ----------------------------------------------------------------------------
@@ -122,7 +123,7 @@ class CohortIndex:
     @property
     def target(self) -> int:
         """How many devices the percent asks for at the current N."""
-        return target_count(self._percent, len(self._keys), self._offset)
+        return self._target
 
     def is_known(self, ref: DeviceRef) -> bool:
         return ref in self._keys
@@ -163,16 +164,18 @@ class CohortIndex:
 
     def describe(self, ref: DeviceRef) -> str:
         """Why the device is in or out, in a sentence for ``explain``."""
-        n = len(self._keys) + (0 if ref in self._keys else 1)
-        target = target_count(self._percent, n, self._offset)
-        where = f"{self._percent} % of {n} known devices = {target} selected"
+        known = ref in self._keys
+        n = len(self._keys) if known else len(self._keys) + 1
+        target = self._target if known else target_count(self._percent, n, self._offset)
+        offered = len(self._offered)
         if ref in self._offered:
-            return f"offered before, so it stays selected ({where})"
+            return (f"offered before, so it stays selected ({self._percent} % of {n} known "
+                    f"devices = {target})")
         rank = self.rank(ref)
-        places = max(0, target - len(self._offered))
-        inside = "inside" if rank < places else "outside"
-        return (f"ranked {rank + 1} of the devices not offered yet, {inside} the "
-                f"{places} open places ({where}, {len(self._offered)} already offered)")
+        places = target - offered if target > offered else 0
+        return (f"ranked {rank + 1} of {n - offered} devices not offered yet, "
+                f"{'inside' if rank < places else 'outside'} the {places} open places "
+                f"({self._percent} % of {n} known devices = {target}, {offered} offered)")
 
     # --- updating (the daemon) --------------------------------------------------------------
 
@@ -210,8 +213,9 @@ class CohortIndex:
         self._recut()
 
     def _places(self) -> int:
-        return max(0, self.target - len(self._offered))
+        return max(0, self._target - len(self._offered))
 
     def _recut(self) -> None:
+        self._target = target_count(self._percent, len(self._keys), self._offset)
         places = min(self._places(), len(self._rest))
         self._cut = self._rest[places - 1] if places > 0 else -1

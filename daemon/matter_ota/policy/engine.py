@@ -44,7 +44,6 @@ from matter_ota.policy.model import (
     Query,
     QueryStatus,
     Release,
-    ReleaseKey,
     ReleaseState,
     ReleaseStatus,
     Source,
@@ -65,6 +64,16 @@ def channel_for(device: Device, query: Query, channels: tuple[Channel, ...]) -> 
     return DEFAULT_CHANNEL
 
 
+def _channel(device: Device, query: Query, state: ReleaseState) -> str:
+    # channel_for() with the state's precomputed lists (the hot path).
+    if device.channel is not None and device.channel in state.channel_names:
+        return device.channel
+    for channel in state.selector_channels:
+        if _matches(channel, device, query):
+            return channel.name
+    return DEFAULT_CHANNEL
+
+
 def _matches(channel: Channel, device: Device, query: Query) -> bool:
     if channel.node_ids and device.node not in channel.node_ids:
         return False
@@ -74,39 +83,44 @@ def _matches(channel: Channel, device: Device, query: Query) -> bool:
         return False
     if channel.products and query.product not in channel.products:
         return False
-    hardware = query.hardware_version if query.hardware_version is not None \
-        else device.hardware_version
-    if channel.hardware_versions and not in_ranges(hardware, channel.hardware_versions):
-        return False
+    if channel.hardware_versions:
+        hardware = query.hardware_version if query.hardware_version is not None \
+            else device.hardware_version
+        if not in_ranges(hardware, channel.hardware_versions):
+            return False
+    if not channel.locations:
+        return True
     location = query.location if query.location is not None else device.location
-    return not (channel.locations and location not in channel.locations)
+    return location in channel.locations
 
 
 def decide(device: Device, query: Query, state: ReleaseState, now: float) -> Decision:
     """The answer to ``query`` from ``device``, with the reason (see the module docstring)."""
-    channel = channel_for(device, query, state.channels)
-    product = query.product
-    key = ReleaseKey(channel, product)
-    release = state.releases.get(key)
-    if release is None:
-        return Decision(_NOT_AVAILABLE, f"channel {channel!r} has no release for {product}",
+    channel = _channel(device, query, state)
+    facts = state.facts.get((channel, query.vendor_id, query.product_id))
+    if facts is None:
+        return Decision(_NOT_AVAILABLE,
+                        f"channel {channel!r} has no release for {query.product}",
                         "no_release", channel)
-    ref = device.ref
-    if release.is_excluded(ref):
+    release = facts.release
+    ref = DeviceRef(device.fabric, device.node)
+    if release.excluded and release.is_excluded(ref):
         return _no(release, "the device is excluded from this release", "excluded")
     if release.status is not ReleaseStatus.LIVE:
         why = f" ({release.stop_reason})" if release.stop_reason else ""
         return _no(release, f"the release is stopped{why}; devices that have it keep it",
                    "stopped")
-    verdict = failure_verdict(release, state.outcomes.get(key, OutcomeCounts()))
-    if verdict is not None:
-        return _no(release, f"the release is being auto-stopped: {verdict}", "auto_stopped")
+    if release.failure is not None:
+        verdict = failure_verdict(release, facts.outcomes)
+        if verdict is not None:
+            return _no(release, f"the release is being auto-stopped: {verdict}",
+                       "auto_stopped")
 
-    if release.is_pinned(ref):
+    if release.pinned and release.is_pinned(ref):
         membership = "pinned to this release"
     else:
-        cohort = state.cohorts.get(key)
-        if cohort is not None and cohort.seed == release.seed_bytes:
+        cohort = facts.cohort
+        if cohort is not None:
             if not cohort.is_selected(ref):
                 return _no(release, "not in the cohort: " + cohort.describe(ref),
                            "not_in_cohort")
@@ -117,7 +131,7 @@ def decide(device: Device, query: Query, state: ReleaseState, now: float) -> Dec
             return _no(release, f"not in the {release.rollout_percent} % cohort (hash only: "
                        "no ledger)", "not_in_cohort")
 
-    image, why_not = _pick_image(release, state.images.get(key, ()), query)
+    image, why_not = _pick_image(release, facts.images, query)
     if image is None:
         return _no(release, why_not, "no_image")
     if BDX_SYNCHRONOUS not in query.protocols_supported:
@@ -133,16 +147,28 @@ def decide(device: Device, query: Query, state: ReleaseState, now: float) -> Dec
             QueryStatus.BUSY,
             f"{state.active_transfers} transfers running, the cap is {busy.max_transfers}; "
             f"retry in {delay} s", "busy", channel, release, image, delayed_action_time=delay)
-    return Decision(
+    return _decision(
         QueryStatus.UPDATE_AVAILABLE,
         f"{membership}; {query.software_version} -> {image.version} ({image.version_string})",
-        "offer", channel, release, image,
-        user_consent_needed=release.user_consent and query.requestor_can_consent,
+        "offer", channel, release, image, 0,
+        release.user_consent and query.requestor_can_consent,
     )
 
 
 def _no(release: Release, reason: str, code: str) -> Decision:
-    return Decision(_NOT_AVAILABLE, reason, code, release.channel, release)
+    return _decision(_NOT_AVAILABLE, reason, code, release.channel, release, None, 0, False)
+
+
+def _decision(status: QueryStatus, reason: str, code: str, channel: str | None,
+              release: Release | None, image: ImageInfo | None, delay: int,
+              consent: bool) -> Decision:
+    # Decision(...) of a frozen dataclass sets its 8 fields one object.__setattr__ at a time,
+    # which was a third of a decision's cost; filling __dict__ at once gives the same object.
+    decision = object.__new__(Decision)
+    decision.__dict__.update(status=status, reason=reason, code=code, channel=channel,
+                             release=release, image=image, delayed_action_time=delay,
+                             user_consent_needed=consent)
+    return decision
 
 
 def _pick_image(release: Release, images: tuple[ImageInfo, ...], query: Query
@@ -160,7 +186,7 @@ def _pick_image(release: Release, images: tuple[ImageInfo, ...], query: Query
     best: ImageInfo | None = None
     why = ""
     for image in images:
-        if image.product != query.product:
+        if image.vendor_id != query.vendor_id or image.product_id != query.product_id:
             why = f"image {image.designator!r} is for {image.product}, not {query.product}"
         elif image.version == current:
             why = f"the device already runs version {current}"
