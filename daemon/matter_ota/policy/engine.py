@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import zoneinfo
 from datetime import UTC, date, datetime, timedelta
 
@@ -286,7 +287,7 @@ def window_wait(window: MaintenanceWindow, now: float) -> int:
             best = start
     if best is None:  # days is never empty of every weekday, so a start always exists
         return 0
-    return max(1, int(best - now + 0.999))
+    return max(1, math.ceil(best - now))
 
 
 def _window_bounds(window: MaintenanceWindow, day: date, zone: zoneinfo.ZoneInfo
