@@ -19,7 +19,7 @@ from msg_pair import (
 )
 
 from matter_ota.messaging.exchange import CloseReason, Exchange, Message
-from matter_ota.messaging.header import MessageHeader, ProtocolHeader
+from matter_ota.messaging.header import MessageHeader, ProtocolHeader, SessionType
 from matter_ota.messaging.mrp import backoff_interval, max_retransmission_time
 from matter_ota.messaging.session import ANY_SESSION, SECURE_SESSIONS, SessionKind
 from matter_ota.messaging.status import (
@@ -504,3 +504,54 @@ def test_many_concurrent_exchanges_keep_exact_timers() -> None:
         client.handle_timer(deadline)
     assert all(r.closed == [CloseReason.ACK_TIMEOUT] for r in recorders)
     assert len(client.exchanges) == 0
+
+
+# -- exchange routing ---------------------------------------------------------------------------
+
+
+def test_exchange_ids_roles_and_closed_exchanges() -> None:
+    # Both nodes draw exchange ids from the same start: the role keeps equal ids apart.
+    client = Node(jitter=lambda: 0.0, randbits=lambda _bits: 0)
+    server = Node(jitter=lambda: 0.0, randbits=lambda _bits: 0)
+    c, s = secure_pair(client, server)
+    server.register(IM, READ, echo, SECURE_SESSIONS)
+    first = client.new_exchange(c, Recorder(), 0.0)
+    second = client.new_exchange(c, Recorder(), 0.0)
+    assert (first.exchange_id, second.exchange_id) == (0, 1)
+    seen: list[Message] = []
+    client.register(IM, READ, lambda ex, m: seen.append(m), SECURE_SESSIONS)
+    reverse = server.new_exchange(s, Recorder(), 0.0)
+    assert reverse.exchange_id == first.exchange_id
+    reverse.send(IM, READ, b"from server")
+    deliver(server, client, 0.0, SERVER_ADDR)
+    assert [m.payload for m in seen] == [b"from server"]
+    assert not first.closed and first.delegate is not None
+    # A message for an exchange we already closed is acked, not delivered.
+    recorder = Recorder()
+    done = client.new_exchange(c, recorder, 0.0)
+    done.send(IM, READ, b"q", reliable=False)
+    done.close()
+    deliver(client, server, 0.0, CLIENT_ADDR)
+    deliver(server, client, 0.0, SERVER_ADDR)
+    assert recorder.messages == []
+    acks = [_proto(d, server) for d, _ in client.datagrams_to_send()]
+    assert [a.opcode for a in acks] == [SecureChannelOpcode.STANDALONE_ACK]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        MessageHeader(0, 1, source_node_id=5, privacy=True),
+        MessageHeader(7, 1, session_type=SessionType.GROUP, dest_group_id=1),
+        MessageHeader(0, 1),  # unsecured with neither source nor destination node id
+        MessageHeader(0, 1, dest_node_id=99),  # a reply to an initiator we never were
+    ],
+)
+def test_unsupported_headers_are_dropped(header: MessageHeader) -> None:
+    server = make_node()
+    calls: list[Message] = []
+    server.register(IM, READ, lambda ex, m: calls.append(m), ANY_SESSION)
+    proto = ProtocolHeader(IM, READ, 1, initiator=True, requires_ack=True)
+    data = header.encode() + proto.encode() + b"\x00" * 20
+    server.datagram_received(data, CLIENT_ADDR, 0.0)
+    assert calls == [] and server.datagrams_to_send() == []

@@ -242,3 +242,11 @@ def test_established_sessions_overtake_a_handshake_flood() -> None:
           f"({fifo_before} first)")
     assert handshakes_before <= 3 and latency < 0.15
     assert fifo_before >= 30 and fifo_latency > 0.3
+
+
+def test_peer_address_keeps_ipv6_scope() -> None:
+    from matter_ota.runtime.udp import _peer
+
+    assert _peer(("fe80::1", 5540, 0, 3)) == ("fe80::1%3", 5540)
+    assert _peer(("::ffff:127.0.0.1", 5540, 0, 0)) == ("::ffff:127.0.0.1", 5540)
+    assert _peer(("127.0.0.1", 5540)) == ("127.0.0.1", 5540)

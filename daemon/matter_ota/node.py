@@ -278,6 +278,8 @@ class Node:
         header, offset = MessageHeader.decode(data)
         if header.session_type != SessionType.UNICAST:
             raise MessageError("group messages are not supported")
+        if header.privacy:  # 4.9: the rest of the header is obfuscated; we do not support it
+            raise MessageError("privacy-obfuscated messages are not supported")
         session: Session
         if header.session_id == 0:
             proto, body = ProtocolHeader.decode(data[offset:])

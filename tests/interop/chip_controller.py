@@ -3,7 +3,7 @@
 ``run_controller(ns, scratch, "pase", "--ip", ...)`` runs ``controller_main.py`` with the
 test venv's Python inside the namespace ``ns``, in a fresh mount namespace with a private root
 (``private_root.py``) so that the SDK's hard-coded ``/data`` and ``/tmp`` files land in
-``scratch``. Returns the parsed result line plus the SDK's log for failure messages.
+``scratch``. Returns the parsed outcome plus the SDK's log for failure messages.
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ def run_controller(ns: Namespace, scratch: Path, *args: str, timeout: float = 60
                    ) -> ControllerResult:
     """Run one controller sub-command and return its outcome."""
     scratch.mkdir(parents=True, exist_ok=True)
+    result_file = scratch / "data" / "result.json"
+    result_file.unlink(missing_ok=True)
     command = [
         "unshare", "-m", "--propagation", "private",
         sys.executable, str(HERE / "private_root.py"), "--scratch", str(scratch),
@@ -67,12 +69,14 @@ def run_controller(ns: Namespace, scratch: Path, *args: str, timeout: float = 60
         # Paths as the controller sees them inside its private root.
         "--storage", "/data/controller.json",
         "--paa-trust-store", "/data/" + paa_trust_store(scratch).name,
+        "--result", "/data/result.json",
         *args,
     ]
     proc = subprocess.run(ns.wrap(command), capture_output=True, text=True, timeout=timeout,
                           cwd=CHECKOUT)
     log = proc.stderr + proc.stdout
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return ControllerResult(json.loads(line[len("RESULT "):]), proc.returncode, log)
-    return ControllerResult({"ok": False, "error": "no result"}, proc.returncode, log)
+    if not result_file.exists():
+        return ControllerResult({"ok": False, "error": "no result"}, proc.returncode, log)
+    result = json.loads(result_file.read_text())
+    result_file.unlink()
+    return ControllerResult(result, proc.returncode, log)

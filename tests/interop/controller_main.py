@@ -1,8 +1,8 @@
 """Drive the connectedhomeip Python controller; run by ``chip_controller.py``, not by pytest.
 
 Runs inside the private root (see ``private_root.py``) and inside the test's network
-namespace. Prints exactly one JSON line on stdout, the outcome, prefixed ``RESULT ``; the
-SDK's own log goes to stderr.
+namespace. Writes the outcome as JSON to ``--result`` (a file, because the SDK's C log shares
+stdout and can interleave with any line we print).
 
 Sub-commands::
 
@@ -18,9 +18,12 @@ import sys
 import time
 from typing import Any
 
+RESULT_PATH = ""
+
 
 def _report(**fields: Any) -> None:
-    print("RESULT " + json.dumps(fields), flush=True)
+    with open(RESULT_PATH, "w") as f:
+        json.dump(fields, f)
 
 
 class Controller:
@@ -75,6 +78,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--storage", required=True, help="controller's JSON storage file")
     parser.add_argument("--paa-trust-store", required=True, help="dir of PAA certificates")
+    parser.add_argument("--result", required=True, help="file to write the JSON outcome to")
     sub = parser.add_subparsers(dest="command", required=True)
     pase = sub.add_parser("pase", help="open a PASE session by IP")
     pase.add_argument("--ip", required=True)
@@ -84,6 +88,8 @@ def main() -> int:
     pase.add_argument("--timeout", type=float, default=20.0)
     pase.set_defaults(func=_pase)
     args = parser.parse_args()
+    global RESULT_PATH
+    RESULT_PATH = args.result
     return asyncio.run(args.func(args))
 
 

@@ -18,6 +18,7 @@ Point arithmetic uses the pure-Python ``ecdsa`` package; hashes and KDFs use
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -93,6 +94,12 @@ def _decode_point(data: bytes) -> PointJacobi:
     if not _CURVE.contains_point(point.x(), point.y()):
         raise Spake2pError("not a P-256 point: off the curve")
     return point
+
+
+@functools.lru_cache(maxsize=8)
+def _verifier_point(L: bytes) -> PointJacobi:
+    """A device's L with a precomputed table: every handshake multiplies it (V = y*L)."""
+    return _precomputed(_decode_point(L))
 
 
 _M = _precomputed(_decode_point(M_COMPRESSED))
@@ -265,7 +272,7 @@ class Verifier:
         self._context = context
         self._ids = (id_prover, id_verifier)
         self._w0 = _scalar(w0, "w0")
-        self._L = _decode_point(L)
+        self._L = _verifier_point(bytes(L))
         self._y = _scalar(y, "y") if y is not None else _random_scalar()
         # Y = y*G + w0*N
         self.share: bytes = encode_point(_G * self._y + _N * self._w0)

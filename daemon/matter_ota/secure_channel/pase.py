@@ -202,6 +202,11 @@ class PaseResponder(_Handshake):
         (State.WAIT_PAKE3, Op.PASE_PAKE3): ("_on_pake3", State.ESTABLISHED),
     }
 
+    @property
+    def peer_params(self) -> SessionParameters:
+        """The initiator's MRP parameters, once its PBKDFParamRequest arrived."""
+        return self._peer_params
+
     def _on_request(self, payload: bytes) -> list[Send]:
         req = _decode(PBKDFParamRequest, payload)
         if req.passcode_id != DEFAULT_PASSCODE_ID:
@@ -408,6 +413,11 @@ class PaseServer:
         if result is not None:
             self._finish(active, failed=False)
         return out, result
+
+    def peer_params(self, exchange: Hashable) -> SessionParameters | None:
+        """The MRP parameters the initiator on ``exchange`` announced, if it is the active one."""
+        active = self._active
+        return active.handshake.peer_params if active and active.exchange == exchange else None
 
     def receive_status(self, exchange: Hashable, report: StatusReport) -> None:
         """A StatusReport on the handshake's exchange: the initiator gave up."""

@@ -115,10 +115,15 @@ class PaseCommissioning(ExchangeDelegate):
         except PaseError as e:
             self._failed(peer, e.reason)
             raise
-        _send_all(exchange, out)
         if result is None:
+            # 4.12.8: the initiator's announced MRP intervals apply from now on.
+            params = self.server.peer_params(exchange)
+            if params is not None:
+                message.session.peer_params = params
+            _send_all(exchange, out)
             exchange.set_response_timeout(RESPONSE_TIMEOUT)
             return
+        _send_all(exchange, out)
         exchange.delegate = None
         exchange.close()
         session = _install(exchange, message, result)
