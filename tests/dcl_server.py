@@ -16,6 +16,7 @@ import json
 import os
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -277,6 +278,16 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     state: _State
+
+
+def leftover_threads(before: set[threading.Thread]) -> list[str]:
+    """Threads started since ``before`` that are still alive after a short grace."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        extra = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not extra or time.monotonic() > deadline:
+            return [t.name for t in extra]
+        time.sleep(0.02)
 
 
 class FakeLedger:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from dcl_server import FakeLedger, build_ota_image, model_version
+from dcl_server import FakeLedger, build_ota_image, leftover_threads, model_version
 
 from matter_ota.config import DclConfig
 from matter_ota.policy import transitions
@@ -45,6 +46,14 @@ IMAGE_PATH = "/images/v2.ota"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """A test that leaves a download thread, a server or an event loop thread behind fails."""
+    before = set(threading.enumerate())
+    yield
+    assert leftover_threads(before) == []
 
 
 @pytest.fixture
@@ -242,3 +251,21 @@ async def test_releases_row_facts(ledger: FakeLedger, tmp_path: Path) -> None:
     assert "serving the answers of" in facts.ledger
     assert facts.version == 2
     assert facts.to_json()["dcl_quarantined"] == list(facts.quarantined)
+
+
+async def test_version_withdrawn_from_the_ledger_is_no_longer_offered(
+    ledger: FakeLedger, tmp_path: Path
+) -> None:
+    image = publish(ledger)
+    settings = DclSettings(
+        url=ledger.base_url, ca_bundle=ledger.creds.ca_pem, timeout=2.0, refresh_interval=0
+    )
+    async with DclSource(settings, tmp_path / "state") as source:
+        got = await decide_with_dcl(source, DEVICE, QUERY, dcl_state(), 0.0, wait=True)
+        assert got.status is QueryStatus.UPDATE_AVAILABLE
+        # the vendor marks the version invalid; the image is still cached but not offered
+        url = ledger.image_url("v2.ota")
+        ledger.publish(VID, PID, [model_version(VID, PID, 2, url=url, image=image, valid=False)])
+        got = await decide_with_dcl(source, DEVICE, QUERY, dcl_state(), 0.0, wait=True)
+        assert got.status is QueryStatus.NOT_AVAILABLE
+        assert "softwareVersionValid is false" in got.reason

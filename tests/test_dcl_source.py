@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from dcl_server import FakeLedger, Route, build_ota_image, model_version
+from dcl_server import FakeLedger, Route, build_ota_image, leftover_threads, model_version
 
 from matter_ota.ota_image import DIGESTS
 from matter_ota.sources.dcl import DclSource, ImageState
@@ -25,6 +26,14 @@ VID, PID = 0xFFF1, 0x8001
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """A test that leaves a download thread, a server or an event loop thread behind fails."""
+    before = set(threading.enumerate())
+    yield
+    assert leftover_threads(before) == []
 
 
 @pytest.fixture
@@ -258,6 +267,35 @@ async def test_two_sources_on_one_state_dir_download_once(
     assert [r.state for r in results] == [ImageState.READY, ImageState.READY]
     assert results[0].path.read_bytes() == image
     assert len(ledger.requests_for("/images/v2.ota")) == 1
+
+
+@pytest.mark.parametrize(
+    ("route", "reason"),
+    [
+        ({"status": 500}, "HTTP 500"),
+        ({"status": 404}, "HTTP 404"),
+        ({"delay": 3.0}, "ReadTimeout"),
+    ],
+)
+async def test_image_server_failures_are_not_quarantine(
+    ledger: FakeLedger, tmp_path: Path, route: dict[str, Any], reason: str
+) -> None:
+    image = build_ota_image(VID, PID, 2, os.urandom(5000))
+    ledger.publish(VID, PID, [publish_image(ledger, 2, image=image, route=route)])
+    async with make_source(ledger, tmp_path / "state", timeout=1.0) as source:
+        got = await source.candidate(VID, PID, 1, wait=True)
+        assert got.state is ImageState.FAILED
+        assert reason in got.detail
+        assert "download failed" in got.reason
+        assert source.cache.all_quarantined() == []
+        # the daemon does not hammer the image host: FAILED until the retry time
+        again = await source.candidate(VID, PID, 1, wait=False)
+        assert again.state is ImageState.FAILED
+        # the image host heals; after the retry time the download succeeds
+        ledger.serve_image("v2.ota", image)
+        source.clock.now += 61  # type: ignore[attr-defined]
+        healed = await source.candidate(VID, PID, 1, wait=True)
+        assert healed.state is ImageState.READY, healed.reason
 
 
 async def test_404_means_no_versions(ledger: FakeLedger, tmp_path: Path) -> None:
