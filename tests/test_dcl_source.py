@@ -16,6 +16,7 @@ from dcl_server import FakeLedger, Route, build_ota_image, leftover_threads, mod
 
 from matter_ota.ota_image import DIGESTS
 from matter_ota.sources.dcl import DclSource, ImageState
+from matter_ota.sources.dcl_cache import cache_key
 from matter_ota.sources.dcl_client import DclSettings, DclUnavailable, resolve_base_url
 
 pytestmark = pytest.mark.anyio
@@ -217,6 +218,25 @@ async def test_truncated_download_resumes_with_range(ledger: FakeLedger, tmp_pat
     assert len(ranges) == 3
     assert all(r is not None and r.startswith("bytes=") for r in ranges[1:])
     assert int(ranges[1][6:-1]) > 0  # type: ignore[index]
+
+
+@pytest.mark.parametrize("have", ["half", "all"])
+async def test_partial_file_from_an_earlier_run(
+    ledger: FakeLedger, tmp_path: Path, have: str
+) -> None:
+    image = build_ota_image(VID, PID, 2, os.urandom(200_000))
+    mv = publish_image(ledger, 2, image=image)
+    ledger.publish(VID, PID, [mv])
+    state = tmp_path / "state"
+    async with make_source(ledger, state) as source:
+        answer = await source.client.versions(VID, PID)
+        part = source.cache.part_path(cache_key(answer.versions[0]))
+        part.write_bytes(image[: len(image) // 2] if have == "half" else image)
+        got = await source.candidate(VID, PID, 1, wait=True)
+    assert got.state is ImageState.READY and got.path is not None
+    assert got.path.read_bytes() == image
+    ranges = ledger.requests_for("/images/v2.ota")
+    assert ranges == ([f"bytes={len(image) // 2}-"] if have == "half" else [])
 
 
 async def test_server_ignoring_range_restarts(ledger: FakeLedger, tmp_path: Path) -> None:

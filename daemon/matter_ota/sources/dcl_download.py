@@ -224,6 +224,8 @@ async def _download_unlocked(
 
     last_error = ""
     for attempt in range(attempts):
+        if offset == size:
+            break  # every byte is on disk already (e.g. a crash before the checks)
         if attempt:
             await anyio.sleep(backoff * 2 ** (attempt - 1))
         headers = {"Range": f"bytes={offset}-"} if 0 < offset < size else {}
