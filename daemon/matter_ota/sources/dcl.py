@@ -188,6 +188,8 @@ class DclSource:
             await self.client.versions(vid, pid)
         except DclUnavailable:
             pass  # recorded in the client's status; the cached answer keeps serving
+        except Exception:  # a bug must not take the daemon's task group down
+            log.exception("event=dcl_refresh_error vid=0x%04X pid=0x%04X", vid, pid)
         finally:
             del self._refreshing[(vid, pid)]
             done.set()
@@ -242,6 +244,10 @@ class DclSource:
             flight.error = DownloadFailed(f"state dir: {exc}")
             self._failed[key] = (self.clock(), flight.error.reason)
             log.error("event=dcl_download_failed key=%s reason=%s", key, flight.error.reason)
+        except Exception as exc:  # a bug must not take the daemon's task group down
+            flight.error = DownloadFailed(f"internal error: {type(exc).__name__}: {exc}")
+            self._failed[key] = (self.clock(), flight.error.reason)
+            log.exception("event=dcl_download_error key=%s", key)
         finally:
             self.cache.unpin(key)
             del self._flights[key]

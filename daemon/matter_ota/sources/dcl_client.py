@@ -185,7 +185,10 @@ class DclClient:
                 raise
             self._answers[key] = answer
             self._succeeded()
-            self._save()
+            try:
+                self._save()
+            except OSError as exc:  # served from memory; the next success writes it again
+                log.warning("event=dcl_cache_unwritable path=%s reason=%s", self._path, exc)
             return answer
 
     # -- fetching -----------------------------------------------------------------------------
