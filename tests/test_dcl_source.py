@@ -191,6 +191,25 @@ async def test_bad_images_quarantined(
     assert list((state / "dcl" / "images").iterdir()) == []
 
 
+async def test_quarantine_is_retried_after_a_day(ledger: FakeLedger, tmp_path: Path) -> None:
+    # a passing fault of the image host: it served other bytes once, then the right ones
+    image = build_ota_image(VID, PID, 2, os.urandom(8000))
+    ledger.publish(VID, PID, [publish_image(ledger, 2, image=image)])
+    ledger.serve_image("v2.ota", build_ota_image(VID, PID, 2, os.urandom(8000)))
+    clock = Clock()
+    async with make_source(ledger, tmp_path / "state", clock, refresh_interval=10**6) as source:
+        got = await source.candidate(VID, PID, 1, wait=True)
+        assert got.state is ImageState.QUARANTINED
+        ledger.serve_image("v2.ota", image)
+        clock.now += 3600  # still quarantined
+        assert (await source.candidate(VID, PID, 1, wait=True)).state is ImageState.QUARANTINED
+        clock.now += 24 * 3600
+        healed = await source.candidate(VID, PID, 1, wait=True)
+        assert healed.state is ImageState.READY, healed.reason
+        assert source.cache.all_quarantined() == []
+    assert len(ledger.requests_for("/images/v2.ota")) == 2
+
+
 @pytest.mark.parametrize("checksum_type", [2, 6, 7, 8, 9, 12])
 async def test_checksum_types(ledger: FakeLedger, tmp_path: Path, checksum_type: int) -> None:
     image = build_ota_image(VID, PID, 2, os.urandom(3000))

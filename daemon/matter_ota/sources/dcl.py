@@ -116,7 +116,7 @@ class DclSource:
         self._own_http = http is None
         self.http = http if http is not None else make_http_client(settings)
         self.client = DclClient(settings, state_dir, self.http, clock)
-        self.cache = ImageCache(state_dir / "dcl", settings.cache_size)
+        self.cache = ImageCache(state_dir / "dcl", settings.cache_size, clock)
         self.clock = clock
         self.progress_stream = progress_stream
         self.download_attempts = download_attempts
@@ -203,7 +203,7 @@ class DclSource:
             return ImageState.READY, path, ""
         if key in self._flights:
             return ImageState.FETCHING, None, ""
-        q = self.cache.quarantined(key)
+        q = self.cache.blocking_quarantine(key)
         if q is not None:
             return ImageState.QUARANTINED, None, q.reason
         failed = self._failed.get(key)

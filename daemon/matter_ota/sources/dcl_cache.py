@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from typing import Any
 from matter_ota.sources.dcl_ledger import ModelVersion
 
 log = logging.getLogger("matter_ota.dcl")
+
+QUARANTINE_RETRY = 24 * 3600.0  # seconds before a quarantined ledger entry is tried again
 
 
 def cache_key(mv: ModelVersion) -> str:
@@ -53,8 +56,9 @@ class CacheFull(Exception):
 class ImageCache:
     """Verified images, partial downloads and quarantine under one size bound."""
 
-    def __init__(self, root: Path, max_bytes: int) -> None:
+    def __init__(self, root: Path, max_bytes: int, clock: Callable[[], float] = time.time) -> None:
         self.root = root
+        self.clock = clock
         self.max_bytes = max_bytes
         self.images = root / "images"
         self.partial = root / "partial"
@@ -93,6 +97,25 @@ class ImageCache:
             return Quarantined(key, str(doc["reason"]), float(doc["at"]), str(doc["url"]))
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+    def blocking_quarantine(self, key: str) -> Quarantined | None:
+        """The quarantine that keeps ``key`` from being downloaded again now, or None.
+
+        A quarantine holds for QUARANTINE_RETRY: a bad file caused by a passing fault of the
+        image host (a CDN serving stale bytes) is tried again a day later, and verified again.
+        """
+        q = self.quarantined(key)
+        if q is None or self.clock() - q.at >= QUARANTINE_RETRY:
+            return None
+        return q
+
+    def clear_quarantine(self, key: str) -> bool:
+        """Forget the quarantine of ``key`` (its record and bytes); True when there was one."""
+        record = self.quarantine_dir / f"{key}.json"
+        existed = record.exists()
+        record.unlink(missing_ok=True)
+        (self.quarantine_dir / f"{key}.ota").unlink(missing_ok=True)
+        return existed
 
     def all_quarantined(self) -> list[Quarantined]:
         found = (self.quarantined(p.stem) for p in self.quarantine_dir.glob("*.json"))
@@ -141,6 +164,7 @@ class ImageCache:
         }
         _write_json(self.images / f"{key}.json", meta)
         os.replace(self.part_path(key), self.image_path(key))
+        self.clear_quarantine(key)  # a retry after a quarantine succeeded
         self._last_used[key] = time.time()
         return self.image_path(key)
 
@@ -153,7 +177,7 @@ class ImageCache:
             self.quarantine_dir / f"{key}.json",
             {
                 "reason": reason,
-                "at": time.time(),
+                "at": self.clock(),
                 "url": mv.ota_url,
                 "version": mv.software_version,
             },

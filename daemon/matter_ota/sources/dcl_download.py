@@ -181,7 +181,7 @@ async def download_image(
         done = cache.get(key)
         if done is not None:
             return done
-        quarantined = cache.quarantined(key)
+        quarantined = cache.blocking_quarantine(key)
         if quarantined is not None:
             raise DownloadFailed(quarantined.reason, quarantined=True)
         return await _download_unlocked(http, mv, key, cache, **options)
