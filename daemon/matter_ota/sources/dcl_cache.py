@@ -18,6 +18,7 @@ stays under ``dcl.cache_size``: least recently used first, quarantined bytes bef
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from matter_ota.sources.dcl_ledger import ModelVersion
 
 log = logging.getLogger("matter_ota.dcl")
 
+ORPHAN_AGE = 3600.0  # seconds before a half-committed leftover is swept at start
 QUARANTINE_RETRY = 24 * 3600.0  # seconds before a quarantined ledger entry is tried again
 
 
@@ -210,9 +212,27 @@ class ImageCache:
         images = sorted((self._last_used.get(k, 0.0), k) for k in self._image_keys())
         partials = [p.stem for p in self.partial.glob("*.part")]
         order = [("quarantine", k) for _, k in q]
-        order += [("partial", k) for k in partials if k not in self._pinned and k != exclude]
+        order += [
+            ("partial", k)
+            for k in partials
+            if k not in self._pinned and k != exclude and not self._download_running(k)
+        ]
         order += [("image", k) for _, k in images if k != exclude]
         return order
+
+    def _download_running(self, key: str) -> bool:
+        """True when some process holds the download lock of ``key`` (see dcl_download)."""
+        try:
+            fd = os.open(self.partial / f"{key}.lock", os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     def _image_keys(self) -> list[str]:
         return [p.stem for p in self.images.glob("*.ota")]
@@ -232,15 +252,26 @@ class ImageCache:
         log.info("event=dcl_cache_evict kind=%s key=%s", kind, key)
 
     def _sweep_orphans(self) -> None:
+        # Leftovers of a crash between the steps of commit/evict. Another process (the daemon
+        # beside `explain`) may be between those steps right now: only old leftovers go.
+        cutoff = time.time() - ORPHAN_AGE
+
+        def stale(p: Path) -> bool:
+            try:
+                return p.stat().st_mtime < cutoff
+            except FileNotFoundError:
+                return False
+
         for p in self.images.glob("*.ota"):
-            if not (self.images / f"{p.stem}.json").exists():
+            if not (self.images / f"{p.stem}.json").exists() and stale(p):
                 p.unlink(missing_ok=True)
         for p in self.images.glob("*.json"):
-            if not self.image_path(p.stem).exists():
+            if not self.image_path(p.stem).exists() and stale(p):
                 p.unlink(missing_ok=True)
                 self._last_used.pop(p.stem, None)
         for p in self.root.rglob("*.tmp"):
-            p.unlink(missing_ok=True)
+            if stale(p):
+                p.unlink(missing_ok=True)
 
     @staticmethod
     def _size(path: Path) -> int:
