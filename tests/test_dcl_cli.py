@@ -143,3 +143,29 @@ def test_ledger_down_is_visible(site: Site) -> None:
     [row] = site.table()
     assert row["dcl"]["ledger"].startswith("DCL unreachable (1 failures")
     assert "serving the answers of" in row["dcl"]["ledger"]
+
+
+def test_dcl_status_and_clear_quarantine(site: Site) -> None:
+    image = build_ota_image(VID, PID, 2, os.urandom(30_000))
+    url = site.ledger.serve_image("v2.ota", build_ota_image(VID, PID, 2, os.urandom(30_000)))
+    site.ledger.publish(VID, PID, [model_version(VID, PID, 2, url=url, image=image)])
+    site.run("source", "--channel", "production", "--product", "FFF1:8001", "dcl", "--yes")
+    assert site.explain()["status"] == "NotAvailable"  # the host served other bytes
+    out, _ = site.run("dcl", "status", "--json")
+    doc = json.loads(out)
+    assert doc["ledger"].startswith("DCL reachable")
+    assert doc["products"][0]["product"] == "FFF1:8001"
+    assert [v["version"] for v in doc["products"][0]["versions"]] == [2]
+    [quarantined] = doc["quarantined"]
+    assert quarantined["reason"].startswith("checksum:")
+    out, _ = site.run("dcl", "status")
+    assert f"quarantined {quarantined['key']}" in out
+    _, err = site.run("dcl", "clear-quarantine", "nope", code=1)
+    assert "not quarantined: nope" in err
+    # the host is fixed; the operator clears the quarantine; explain downloads again
+    site.ledger.serve_image("v2.ota", image)
+    out, _ = site.run("dcl", "clear-quarantine", quarantined["key"])
+    assert "cleared" in out
+    assert site.explain()["status"] == "UpdateAvailable"
+    doc = json.loads(site.run("dcl", "status", "--json")[0])
+    assert doc["quarantined"] == [] and len(doc["images"]) == 1
