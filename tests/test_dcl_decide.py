@@ -29,7 +29,12 @@ from matter_ota.policy.model import (
 )
 from matter_ota.sources.dcl import DclSource
 from matter_ota.sources.dcl_client import DclSettings
-from matter_ota.sources.dcl_decide import decide_with_dcl, explain_dcl, resolve_designator
+from matter_ota.sources.dcl_decide import (
+    decide_with_dcl,
+    explain_dcl,
+    live_dcl_products,
+    resolve_designator,
+)
 from matter_ota.sources.dcl_status import dcl_row_facts
 
 pytestmark = pytest.mark.anyio
@@ -269,3 +274,20 @@ async def test_version_withdrawn_from_the_ledger_is_no_longer_offered(
         got = await decide_with_dcl(source, DEVICE, QUERY, dcl_state(), 0.0, wait=True)
         assert got.status is QueryStatus.NOT_AVAILABLE
         assert "softwareVersionValid is false" in got.reason
+
+
+async def test_prefetch_means_no_busy_for_the_first_device(
+    ledger: FakeLedger, tmp_path: Path
+) -> None:
+    publish(ledger)
+    state = dcl_state()
+    assert live_dcl_products(state) == {(VID, PID)}
+    stopped = transitions.switch_source(
+        state.releases[KEY], channel="production", product=PRODUCT, to=Source.LOCAL, now=NOW
+    )
+    assert live_dcl_products(dataclasses.replace(state, releases={KEY: stopped})) == set()
+    async with source_for(ledger, tmp_path / "state") as source:
+        await source.prefetch(live_dcl_products(state))
+        await source.downloads_idle()
+        first = await decide_with_dcl(source, DEVICE, QUERY, state, 0.0, wait=False)
+    assert first.status is QueryStatus.UPDATE_AVAILABLE, first.reason

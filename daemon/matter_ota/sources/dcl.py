@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -305,6 +305,32 @@ class DclSource:
             self.start_download(mv)
             state = ImageState.FETCHING
         return DclCandidate(selection, state, path, detail)
+
+    # -- ahead of the devices -----------------------------------------------------------------
+
+    async def prefetch(self, products: Iterable[tuple[int, int]]) -> None:
+        """Refresh the ledger answers of ``products`` when due and start downloading each
+        product's newest usable version, so the first device asking is not told Busy."""
+        for vid, pid in products:
+            try:
+                answer = await self.client.versions(vid, pid)
+            except DclUnavailable:
+                continue  # recorded in the status; the next round tries again
+            usable = [mv for mv in answer.versions if mv.unusable_reason() is None]
+            if not usable:
+                continue
+            newest = max(usable, key=lambda mv: mv.software_version)
+            if self.image_state(newest)[0] is ImageState.ABSENT:
+                self.start_download(newest)
+
+    async def keep_fresh(
+        self, products: Callable[[], Iterable[tuple[int, int]]], period: float = 60.0
+    ) -> None:
+        """Daemon task: :meth:`prefetch` the products of the LIVE DCL releases every
+        ``period`` seconds (the ledger itself is asked only every ``refresh_interval``)."""
+        while True:
+            await self.prefetch(products())
+            await anyio.sleep(period)
 
     def status(self) -> dict[str, Any]:
         """Ledger reachability and cache facts, for ``matter-ota releases``."""

@@ -59,6 +59,16 @@ def settings_from_config(config: DclConfig) -> DclSettings:
     )
 
 
+def live_dcl_products(state: ReleaseState) -> set[tuple[int, int]]:
+    """(vid, pid) of every LIVE release that follows the DCL: what the daemon prefetches
+    (``source.keep_fresh(lambda: live_dcl_products(current_state()))``)."""
+    return {
+        (r.product.vendor_id, r.product.product_id)
+        for r in state.releases.values()
+        if r.source is Source.DCL and r.live
+    }
+
+
 def designator(mv: ModelVersion) -> str:
     """The BDX file designator of a DCL image (resolved by :func:`resolve_designator`)."""
     return DESIGNATOR_PREFIX + cache_key(mv)
