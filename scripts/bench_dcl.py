@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("dcl", help="DCL first query -> UpdateAvailable vs plain httpx download")
     p.add_argument("--size-mib", type=int, default=64, help="image size (default 64)")
     p.add_argument("--rss-size-mib", type=int, default=256, help="second size for RSS (256)")
-    p.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    p.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
     p.add_argument("--child", choices=["plain", "dcl"], help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     p.add_argument("--ledger", help=argparse.SUPPRESS)
@@ -225,21 +225,23 @@ def run(args: argparse.Namespace) -> int:
                 ours.append(_spawn("dcl", ledger, "image.ota", work))
             t_plain = statistics.median(r["elapsed"] for r in plain)
             t_dcl = statistics.median(r["elapsed"] for r in ours)
+            b_plain = min(r["elapsed"] for r in plain)
+            b_dcl = min(r["elapsed"] for r in ours)
             mib = img.stat().st_size / 2**20
             print(f"DCL image {mib:.0f} MiB over loopback HTTPS, {args.rounds} alternating rounds")
-            print(f"{'path':<44} {'median s':>9} {'MiB/s':>8} {'ratio':>6}")
-            print(
-                f"{'plain httpx download to a file (baseline)':<44} {t_plain:9.3f} "
-                f"{mib / t_plain:8.1f} {1.0:6.2f}"
-            )
-            print(
-                f"{'first QueryImage -> UpdateAvailable (dcl)':<44} {t_dcl:9.3f} "
-                f"{mib / t_dcl:8.1f} {t_dcl / t_plain:6.2f}"
-            )
+            print(f"{'path':<44} {'median s':>9} {'best s':>7} {'MiB/s':>7} {'ratio':>6} "
+                  f"{'best':>5}")
+            print(f"{'plain httpx download to a file (baseline)':<44} {t_plain:9.3f} "
+                  f"{b_plain:7.3f} {mib / t_plain:7.1f} {1.0:6.2f} {1.0:5.2f}")
+            print(f"{'first QueryImage -> UpdateAvailable (dcl)':<44} {t_dcl:9.3f} "
+                  f"{b_dcl:7.3f} {mib / t_dcl:7.1f} {t_dcl / t_plain:6.2f} "
+                  f"{b_dcl / b_plain:5.2f}")
             statuses = {r["status"] for r in ours}
             print(f"dcl answers: {sorted(statuses)}, queries per device {ours[0]['queries']}")
             goal = "met" if t_dcl <= 1.2 * t_plain else "MISSED"
-            print(f"goal dcl <= 1.2 x plain: {goal} ({t_dcl / t_plain:.2f}x)")
+            print(f"goal dcl <= 1.2 x plain: {goal} (median {t_dcl / t_plain:.2f}x, best "
+                  f"{b_dcl / b_plain:.2f}x; each run is a fresh process, the machine is shared: "
+                  "compare runs by the best ratio)")
 
             growth = {args.size_mib: statistics.median(r["rss_peak"] - r["rss_base"] for r in ours)}
             img.unlink()
