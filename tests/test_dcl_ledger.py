@@ -201,3 +201,26 @@ def test_streaming_check_agrees_with_verify(
     except ImageRejected:
         ok = False
     assert ok == expected_ok
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_values, st.lists(json_values, max_size=3))
+def test_a_damaged_cache_file_is_skipped_not_fatal(doc: Any, products: list[Any]) -> None:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from matter_ota.sources.dcl_client import read_answers, read_status
+
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp)
+        (state / "dcl").mkdir()
+        for content in (
+            doc,
+            {"base_url": "https://x.invalid", "products": products},
+            {"base_url": "https://x.invalid", "products": [{"vid": 1, "pid": 2, "raw": doc}]},
+        ):
+            (state / "dcl" / "ledger.json").write_text(json.dumps(content))
+            (state / "dcl" / "status.json").write_text(json.dumps(content))
+            assert isinstance(read_answers(state, "https://x.invalid"), dict)
+            read_status(state, "https://x.invalid")
