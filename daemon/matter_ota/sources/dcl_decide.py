@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import TextIO
 
@@ -84,6 +85,7 @@ def resolve_designator(source: DclSource, name: str) -> Path | None:
     return source.cache.get(key)
 
 
+@lru_cache(maxsize=256)
 def image_info(mv: ModelVersion, path: Path | None) -> ImageInfo:
     """The engine's view of a DCL version: the ledger's facts, the header's when on disk."""
     info = ImageInfo(
@@ -134,9 +136,25 @@ async def decide_with_dcl(
 
     # Ask the engine first with the ledger's facts only: a device the release does not
     # select (stopped, not in the cohort, ...) costs no download.
-    selection = await source.candidate(
-        query.vendor_id, query.product_id, query.software_version, wait=wait, fetch=False
-    )
+    vid, pid, current = query.vendor_id, query.product_id, query.software_version
+    selection = await source.candidate(vid, pid, current, wait=wait, fetch=False)
+    decision, final = _from_ledger(selection, device, query, state, now, key)
+    if final:
+        return decision
+    got = await source.candidate(vid, pid, current, wait=wait)
+    return _with_image_state(decision, got, state, key, device, query, now)
+
+
+def _from_ledger(
+    selection: DclCandidate,
+    device: Device,
+    query: Query,
+    state: ReleaseState,
+    now: float,
+    key: ReleaseKey,
+) -> tuple[Decision, bool]:
+    """The engine's answer from the ledger's facts; True when the image's state cannot
+    change it (nothing to offer, or the engine says no for another reason)."""
     mv = selection.version
     if mv is None:
         decision = decide(device, query, _with_images(state, key, ()), now)
@@ -148,19 +166,13 @@ async def decide_with_dcl(
                 reason=f"{selection.reason}; retry in {delay} s",
                 code="dcl_lookup",
                 delayed_action_time=delay,
-            )
+            ), True
         if decision.code == "no_image":
             code = "dcl_unreachable" if selection.state is ImageState.FAILED else "dcl_none"
             decision = dataclasses.replace(decision, reason=selection.reason, code=code)
-        return decision
+        return decision, True
     decision = decide(device, query, _with_images(state, key, (image_info(mv, None),)), now)
-    if decision.status not in (QueryStatus.UPDATE_AVAILABLE, QueryStatus.BUSY):
-        return decision
-
-    got = await source.candidate(
-        query.vendor_id, query.product_id, query.software_version, wait=wait
-    )
-    return _with_image_state(decision, got, state, key, device, query, now)
+    return decision, decision.status not in (QueryStatus.UPDATE_AVAILABLE, QueryStatus.BUSY)
 
 
 def _with_image_state(
@@ -221,19 +233,40 @@ def open_dcl_decider(
     with start_blocking_portal() as portal:
         source = DclSource(settings, state_dir, progress_stream=progress_stream)
         with portal.wrap_async_context_manager(source):
+            # explain answers for one moment: the ledger's facts per (vid, pid, version) are
+            # looked up once, so thousands of devices cost thousands of engine calls only.
+            looked: dict[tuple[int, int, int, bool], DclCandidate] = {}
+
+            def look(query: Query, fetch: bool) -> DclCandidate:
+                memo = (query.vendor_id, query.product_id, query.software_version, fetch)
+                got = looked.get(memo)
+                if got is None:
+                    got = looked[memo] = portal.call(
+                        partial(
+                            source.candidate,
+                            query.vendor_id,
+                            query.product_id,
+                            query.software_version,
+                            wait=True,
+                            fetch=fetch,
+                        )
+                    )
+                return got
 
             def decide_fn(
                 device: Device, query: Query, state: ReleaseState, now: float
             ) -> Decision:
-                return portal.call(_decide_waiting, source, device, query, state, now)
+                key = ReleaseKey(channel_for(device, query, state.channels), query.product)
+                release = state.releases.get(key)
+                if release is None or release.source is not Source.DCL:
+                    return decide(device, query, state, now)
+                decision, final = _from_ledger(look(query, False), device, query, state, now, key)
+                if final:
+                    return decision
+                got = look(query, True)
+                return _with_image_state(decision, got, state, key, device, query, now)
 
             yield decide_fn
-
-
-async def _decide_waiting(
-    source: DclSource, device: Device, query: Query, state: ReleaseState, now: float
-) -> Decision:
-    return await decide_with_dcl(source, device, query, state, now, wait=True)
 
 
 def explain_dcl(
