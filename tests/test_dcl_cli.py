@@ -169,3 +169,31 @@ def test_dcl_status_and_clear_quarantine(site: Site) -> None:
     assert site.explain()["status"] == "UpdateAvailable"
     doc = json.loads(site.run("dcl", "status", "--json")[0])
     assert doc["quarantined"] == [] and len(doc["images"]) == 1
+
+
+def test_explain_many_devices_asks_the_ledger_once(site: Site) -> None:
+    publish(site)
+    site.run("source", "--channel", "production", "--product", "FFF1:8001", "dcl", "--yes")
+    listing = site.root / "nodes.jsonl"
+    listing.write_text(
+        "".join(json.dumps({"node": n, "version": n % 3}) + "\n" for n in range(300))
+    )
+    out, _ = site.run(
+        "explain",
+        "--fabric",
+        CFID,
+        "--vendor-id",
+        str(VID),
+        "--product-id",
+        str(PID),
+        "--nodes-from",
+        str(listing),
+    )
+    answers = [json.loads(line) for line in out.splitlines()]
+    assert len(answers) == 300
+    by_version = {n % 3: set() for n in range(3)}  # type: dict[int, set[str]]
+    for a in answers:
+        by_version[a["node"] % 3].add(a["status"])
+    assert by_version == {0: {"UpdateAvailable"}, 1: {"UpdateAvailable"}, 2: {"NotAvailable"}}
+    assert len(site.ledger.requests_for(f"/dcl/model/versions/{VID}/{PID}")) == 1
+    assert len(site.ledger.requests_for("/images/v2.ota")) == 1
