@@ -219,6 +219,7 @@ def test_the_seed_walk(site: Site) -> None:
     _, err = site.run("release", "--channel", "production", "--image", str(site.image(5)),
                       "--same-set", code=1)
     assert "read-only" in err
+    assert not (site.root / "firmware" / site.image(5).name).exists()  # refused: not copied
 
     # 8. Back to local: the DCL release stops.
     site.run("source", "--channel", "production", "local", "--yes")
@@ -304,6 +305,8 @@ def test_refusals(site: Site) -> None:
     _, err = site.run(*base, image, "--percent", "5", "--product", "FFF1:9999", code=1)
     assert "is an image for FFF1:8001, not FFF1:9999" in err
     assert not site.yaml().get("releases")  # none of that wrote anything
+    firmware = site.root / "firmware"
+    assert not firmware.exists() or not any(firmware.iterdir())  # nor copied an image
 
     # With a release: decrease, repeat stop/resume, missing --new-set/--same-set.
     site.run(*base, image, "--percent", "20")
@@ -420,6 +423,13 @@ def test_explain_single_device_and_fabric_lookup(site: Site) -> None:
     assert "channel 'beta' has no release" in json.loads(out)["reason"]
     _, err = site.run("explain", "--fabric", CFID, "--node", "7", code=2)
     assert "--vendor-id" in err
+    for option, value in (("--node", str(1 << 64)), ("--vendor-id", "0x10000"),
+                          ("--version", "-1"), ("--hardware-version", "x")):
+        bad = dict(zip(args[1::2], args[2::2], strict=True))
+        bad[option] = value
+        _, err = site.run("explain", "--fabric", CFID,
+                          *[x for kv in bad.items() for x in kv], code=2)
+        assert option in err
 
 
 _STORE_WRITER = """
@@ -443,21 +453,20 @@ while True:
 def test_cli_and_daemon_writer_share_the_store(site: Site) -> None:
     """A process hammering the store (as the daemon would) never makes the CLI fail."""
     env = {**os.environ, "PYTHONPATH": str(DAEMON_DIR)}
-    proc = subprocess.Popen([sys.executable, "-c", _STORE_WRITER, str(site.state)],
-                            stdout=subprocess.PIPE, env=env, text=True)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        site.run("release", "--channel", "production", "--image", str(site.image(2)),
-                 "--percent", "10")
-        for _ in range(2):
-            site.run("stop", "--channel", "production")
-            site.run("resume", "--channel", "production")
-            site.table()
-        site.run("increase", "--channel", "production", "--percent", "20")
-        time.sleep(0.2)
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    with subprocess.Popen([sys.executable, "-c", _STORE_WRITER, str(site.state)],
+                          stdout=subprocess.PIPE, env=env, text=True) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+            site.run("release", "--channel", "production", "--image", str(site.image(2)),
+                     "--percent", "10")
+            for _ in range(2):
+                site.run("stop", "--channel", "production")
+                site.run("resume", "--channel", "production")
+                site.table()
+            site.run("increase", "--channel", "production", "--percent", "20")
+            time.sleep(0.2)
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
     with Store.open(site.state) as store:
         assert store.integrity_check() == []
         cli_rows = [e for e in store.history() if e.actor.startswith("cli")]
@@ -556,3 +565,123 @@ def test_source_asks_on_a_terminal(site: Site, answer: str, switched: bool) -> N
         assert "source dcl: production/FFF1:8001: LIVE" in out
     else:
         assert "not confirmed" in err and out == ""
+
+
+def _daemon_console(site: Site, clock: float | None = None) -> Any:
+    from matter_ota.config import load_provider
+    from matter_ota.operations import Console
+
+    store = Store.open(site.state)
+    return Console(load_provider(site.provider), store, actor="daemon",
+                   **({"clock": lambda: clock} if clock is not None else {}))
+
+
+def test_daemon_auto_stop_shows_in_table_history_and_explain(site: Site) -> None:
+    from matter_ota.policy.model import Product, ReleaseKey
+
+    site.run("release", "--channel", "production", "--image", str(site.image(2)),
+             "--percent", "50")
+    console = _daemon_console(site)
+    try:
+        console.auto_stop(ReleaseKey("production", Product(0xFFF1, 0x8001)),
+                          "6 of 20 updates failed")
+    finally:
+        console.store.close()
+    assert site.row()["status"] == "INACTIVE"
+    out, _ = site.run("releases")
+    assert "auto-stop: 6 of 20 updates failed" in out
+    out, _ = site.run("history", "--json")
+    last = json.loads(out.splitlines()[-1])
+    assert (last["actor"], last["action"], last["reason"]) == (
+        "daemon", "auto-stop", "6 of 20 updates failed")
+    answers = site.explain()
+    assert "auto-stop: 6 of 20 updates failed" in answers[1]["reason"]
+    # An operator's resume brings the same devices back.
+    site.run("resume", "--channel", "production")
+    assert site.row()["status"] == "LIVE"
+
+
+def test_daemon_ramp_step(site: Site) -> None:
+    from matter_ota.policy.model import OutcomeCounts, Product, ReleaseKey
+
+    site.run("release", "--channel", "production", "--image", str(site.image(2)),
+             "--percent", "10")
+    text = site.releases.read_text().replace(
+        "    rollout_percent: 10",
+        "    rollout_percent: 10\n    ramp:   # staged\n      - {percent: 50, after: 1h}")
+    site.releases.write_text(text)
+    released = time.time()
+    key = ReleaseKey("production", Product(0xFFF1, 0x8001))
+    early = _daemon_console(site, clock=released + 60)
+    try:
+        assert early.advance_ramp(key, OutcomeCounts()) is None
+    finally:
+        early.store.close()
+    late = _daemon_console(site, clock=released + 3700)
+    try:
+        change = late.advance_ramp(key, OutcomeCounts(offered=20, applied=20))
+    finally:
+        late.store.close()
+    assert change is not None and change.after.rollout_percent == 50
+    assert site.row()["rollout_percent"] == 50 and "# staged" in site.releases.read_text()
+    out, _ = site.run("history", "--json")
+    assert json.loads(out.splitlines()[-1])["action"] == "ramp"
+
+
+def test_concurrent_cli_edits_all_land(site: Site) -> None:
+    """Several `matter-ota release` processes at once: the lock and the re-read on change
+    serialise them; every release lands, no edit is lost."""
+    env = {**os.environ, "PYTHONPATH": str(DAEMON_DIR)}
+    jobs = [("production", site.image(2, product_id=pid)) for pid in (0x8001, 0x8002, 0x8003)]
+    jobs.append(("beta", site.image(2, product_id=0x8001)))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "matter_ota.cli", "release", "--channel", channel,
+             "--image", str(image), "--percent", "10", "--config", str(site.provider),
+             "--state-dir", str(site.state)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for channel, image in jobs
+    ]
+    for proc in procs:
+        _out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    rows = site.yaml()["releases"]
+    assert sorted((r["channel"], r["product"]) for r in rows) == [
+        ("beta", "FFF1:8001"), ("production", "FFF1:8001"), ("production", "FFF1:8002"),
+        ("production", "FFF1:8003")]
+    assert site.releases.read_text().startswith("# Kitchen lights.")
+    out, _ = site.run("history", "--json")
+    assert len(out.splitlines()) == 4
+
+
+def test_source_on_a_channel_without_releases(site: Site) -> None:
+    _, err = site.run("source", "--channel", "beta", "dcl", "--yes", code=1)
+    assert "no release yet" in err and "--product" in err
+    out, _ = site.run("source", "--channel", "beta", "dcl", "--yes", "--product", "FFF1:8001",
+                      "--percent", "25")
+    assert "LIVE, 25 %" in out and "images from the DCL" in out
+    row = site.row()
+    assert (row["channel"], row["source"], row["rollout_percent"]) == ("beta", "dcl", 25)
+    _, err = site.run("source", "--channel", "beta", "dcl", "--yes", code=1)
+    assert "follows the DCL" in err
+    _, err = site.run("source", "--channel", "nightly", "dcl", "--yes", code=1)
+    assert "unknown channel" in err
+
+
+def test_channel_wide_source_switch_skips_rows_already_there(site: Site) -> None:
+    for pid in (0x8001, 0x8002):
+        site.run("release", "--channel", "production", "--image",
+                 str(site.image(2, product_id=pid)), "--percent", "10")
+    site.run("source", "--channel", "production", "dcl", "--yes", "--product", "FFF1:8002")
+    out, _ = site.run("source", "--channel", "production", "dcl", "--yes")
+    assert out.count("source dcl:") == 1 and "FFF1:8001" in out
+    assert {r["source"] for r in site.yaml()["releases"]} == {"dcl"}
+    _, err = site.run("source", "--channel", "production", "dcl", "--yes", code=1)
+    assert "follows the DCL" in err
+    out, _ = site.run("source", "--channel", "production", "local", "--yes")
+    assert out.count("source local:") == 2
+    assert {r["status"] for r in site.yaml()["releases"]} == {"INACTIVE"}
+    out, _ = site.run("history", "--json")
+    assert [json.loads(x)["action"] for x in out.splitlines()] == [
+        "release --new-set", "release --new-set", "source dcl", "source dcl", "source local",
+        "source local"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from matter_ota import store as store_mod
-from matter_ota.store import Fabric, Store, StoreError
+from matter_ota.store import Fabric, Store, StoreError, schema
 
 DAEMON_DIR = Path(__file__).resolve().parent.parent / "daemon"
 CFID = "2906C908D115D362"
@@ -51,10 +51,10 @@ def test_migration_steps_apply_in_order(
 ) -> None:
     Store.open(tmp_path).close()
     step = ("CREATE TABLE extra (x INTEGER)",)
-    monkeypatch.setattr(store_mod, "MIGRATIONS", (*store_mod.MIGRATIONS, step))
-    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", len(store_mod.MIGRATIONS))
+    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, step))
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", len(schema.MIGRATIONS))
     with Store.open(tmp_path) as s:
-        assert s.schema_version() == len(store_mod.MIGRATIONS)
+        assert s.schema_version() == len(schema.MIGRATIONS)
         assert s._read("SELECT count(*) FROM extra")[0][0] == 0
 
 
@@ -132,8 +132,12 @@ def test_transfers_and_outcome_counts(tmp_path: Path) -> None:
         tr = s.transfer(t2)
         assert tr is not None and tr.state == "failed" and tr.reason == "digest mismatch"
         assert s.active_transfers() == 0
-        with pytest.raises(StoreError):
-            s.end_transfer(t1, "active", now=5.0)
+        for state in ("active", "completed", "failed", "bogus"):
+            with pytest.raises(StoreError, match="is completed: it cannot end"):
+                s.end_transfer(t1, state, now=5.0)  # ended transfers are final
+        assert (s.transfer(t1) or tr).state == "completed"
+        with pytest.raises(StoreError, match="no transfer"):
+            s.end_transfer(999, "completed", now=5.0)
         with pytest.raises(StoreError):
             s.set_outcome(**rel, compressed_fabric_id=CFID, node_id=1, state="bogus", now=1.0)
 
@@ -152,15 +156,12 @@ def test_audit_log_order_and_json(tmp_path: Path) -> None:
         assert [r.channel for r in s.history(channel="beta")] == ["beta"]
 
 
-def test_config_warnings_and_auto_stop(tmp_path: Path) -> None:
+def test_config_warnings(tmp_path: Path) -> None:
     with Store.open(tmp_path) as s:
         s.set_config_warning("releases.yaml", 4, "bad percent", now=1.0)
         assert s.config_warnings()[0].line == 4
         s.clear_config_warnings()
         assert s.config_warnings() == []
-        s.record_auto_stop("production", "FFF1:8001", 2, "failures 6/20 > 10%", now=1.0)
-        assert s.auto_stop_reason("production", "FFF1:8001", 2) == "failures 6/20 > 10%"
-        assert s.auto_stop_reason("production", "FFF1:8001", 3) is None
 
 
 def test_two_connections_write_concurrently(tmp_path: Path) -> None:
@@ -207,20 +208,19 @@ def test_sigkill_loses_no_acknowledged_write(tmp_path: Path, kill_after: float) 
     """Kill a writer at an arbitrary instant: every write it acknowledged is still there."""
     env = {**os.environ, "PYTHONPATH": str(DAEMON_DIR)}
     Store.open(tmp_path).close()  # schema exists before the kill window
-    proc = subprocess.Popen(
+    acked: list[tuple[int, int]] = []
+    with subprocess.Popen(
         [sys.executable, "-c", _WRITER, str(tmp_path)],
         stdout=subprocess.PIPE, env=env, text=True,
-    )
-    assert proc.stdout is not None
-    acked: list[tuple[int, int]] = []
-    first = proc.stdout.readline()  # wait until it is really writing
-    acked.append(tuple(map(int, first.split())))  # type: ignore[arg-type]
-    time.sleep(kill_after)
-    os.kill(proc.pid, signal.SIGKILL)
-    for line in proc.stdout:
-        if line.endswith("\n"):  # a line cut by the kill is no acknowledgement
-            acked.append(tuple(map(int, line.split())))  # type: ignore[arg-type]
-    proc.wait()
+    ) as proc:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # wait until it is really writing
+        acked.append(tuple(map(int, first.split())))  # type: ignore[arg-type]
+        time.sleep(kill_after)
+        os.kill(proc.pid, signal.SIGKILL)
+        for line in proc.stdout:
+            if line.endswith("\n"):  # a line cut by the kill is no acknowledgement
+                acked.append(tuple(map(int, line.split())))  # type: ignore[arg-type]
     assert proc.returncode == -signal.SIGKILL
     with Store.open(tmp_path) as s:
         assert s.integrity_check() == []
@@ -292,3 +292,54 @@ def test_hardware_versions(tmp_path: Path) -> None:
         s.record_query(compressed_fabric_id=CFID, node_id=2, vendor_id=1, product_id=2,
                        software_version=1, hardware_version=7, channel=None, result="", now=1.0)
         assert s.hardware_versions() == {(CFID, 2): 7}
+
+
+def test_failed_write_rolls_back_and_is_a_store_error(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as s:
+        with pytest.raises(StoreError, match="write failed"), s._write() as c:
+            c.execute("INSERT INTO audit (at, actor, action) VALUES (1, 'a', 'b')")
+            c.execute("INSERT INTO no_such_table VALUES (1)")
+        assert s.history() == []  # the first insert was rolled back
+        s.audit(actor="a", action="after", now=2.0)  # and the connection still works
+        assert [e.action for e in s.history()] == ["after"]
+
+
+def test_upgrade_from_schema_1_keeps_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    """A database written by the first schema is upgraded in place, rows intact."""
+    with monkeypatch.context() as m:
+        m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+        m.setattr(schema, "SCHEMA_VERSION", 1)
+        with Store.open(tmp_path) as s:
+            assert s.schema_version() == 1
+            s._conn.execute("INSERT INTO fabrics (fabric_index, compressed_fabric_id, label,"
+                            " node_id, added_at) VALUES (1, ?, 'home', 5, 1.0)", (CFID,))
+            _seen(s, 9)
+    with Store.open(tmp_path) as s:
+        assert s.schema_version() == schema.SCHEMA_VERSION >= 2
+        [fabric] = s.fabrics()
+        assert (fabric.label, fabric.node_id, fabric.record) == ("home", 5, None)
+        assert s.device(CFID, 9) is not None
+        s.put_fabric(Fabric(1, CFID, "home", None, 5, {"noc": "15", "fabric_index": 1}), 2.0)
+        assert s.fabrics()[0].record == {"noc": "15", "fabric_index": 1}
+        assert s.integrity_check() == []
+
+
+def test_database_file_is_private(tmp_path: Path) -> None:
+    Store.open(tmp_path / "state").close()
+    assert (tmp_path / "state" / store_mod.DB_NAME).stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
+
+
+def test_durable_writes_fsync_and_ledger_writes_do_not(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as s:
+        def level() -> int:
+            return int(s._conn.execute("PRAGMA synchronous").fetchone()[0])
+
+        assert level() == 1  # NORMAL between writes
+        with s._write(durable=True):
+            assert level() == 2  # FULL for this commit
+        assert level() == 1
+        with pytest.raises(StoreError), s._write(durable=True) as c:
+            c.execute("INSERT INTO no_such_table VALUES (1)")
+        assert level() == 1

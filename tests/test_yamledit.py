@@ -262,3 +262,10 @@ def test_any_text_edits_or_raises_yamledit_error(text: str) -> None:
         data = yaml.safe_load(out)
         assert isinstance(data["releases"], list)
         assert any(isinstance(item, dict) and item.get("a") == 7 for item in data["releases"])
+
+
+def test_quoted_strings() -> None:
+    out = yamledit.append_item("releases:\n", "releases",
+                               {"product": yamledit.Quoted("1234:5678"), "plain": "abc"})
+    assert '- product: "1234:5678"' in out and "plain: abc" in out
+    assert yaml.safe_load(out)["releases"][0]["product"] == "1234:5678"

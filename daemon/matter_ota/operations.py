@@ -36,9 +36,16 @@ from matter_ota.config import (
     parse_releases,
     release_to_yaml,
 )
-from matter_ota.ota_image import OtaImageError, OtaImageHeader, verify_image
-from matter_ota.policy import transitions
-from matter_ota.policy.model import DEFAULT_CHANNEL, Product, Release, ReleaseKey, Source
+from matter_ota.ota_image import OtaImageError, OtaImageHeader, read_header, verify_image
+from matter_ota.policy import engine, transitions
+from matter_ota.policy.model import (
+    DEFAULT_CHANNEL,
+    OutcomeCounts,
+    Product,
+    Release,
+    ReleaseKey,
+    Source,
+)
 from matter_ota.store import Store
 from matter_ota.yamlnodes import ConfigError
 
@@ -164,9 +171,13 @@ class Console:
         same_set: bool | None,
         product: Product | None,
     ) -> Change:
-        """Release an image file: to a new set of devices (new seed) or the same set."""
+        """Release an image file: to a new set of devices (new seed) or the same set.
+
+        Everything that can be refused is checked before the image is copied into the
+        firmware folder; a copy made for a release that is then refused is removed again.
+        """
         self.check_channel(channel)
-        header = self._verify_image(image)
+        header = self._read_header(image)
         image_product = Product(header.vendor_id, header.product_id)
         if product is not None and product != image_product:
             raise OperationError(
@@ -185,21 +196,36 @@ class Console:
             )
         if not same_set and percent is None:
             raise OperationError("a release to a new set of devices needs --percent N (1-100)")
-        name = self._import_image(image, header)
+        name = image.name
         version = header.software_version
 
         def transition(current: Release | None) -> Release:
             now = self.now()
-            if same_set:
-                return transitions.release_same_set(
-                    current, image=name, version=version, now=now, percent=percent)
-            assert percent is not None
-            return transitions.release_new_set(
-                current, channel=channel, product=image_product, image=name, version=version,
-                percent=percent, now=now)
+            try:
+                if same_set:
+                    return transitions.release_same_set(
+                        current, image=name, version=version, now=now, percent=percent)
+                assert percent is not None
+                return transitions.release_new_set(
+                    current, channel=channel, product=image_product, image=name,
+                    version=version, percent=percent, now=now)
+            except transitions.ReleaseError as exc:
+                raise OperationError(str(exc)) from None
 
+        transition(existing)  # pure: refuses now, before anything is copied
+        name, verified, created = self._import_image(image)
+        if (verified.vendor_id, verified.product_id, verified.software_version) != (
+                header.vendor_id, header.product_id, header.software_version):
+            if created is not None:
+                created.unlink(missing_ok=True)
+            raise OperationError(f"{image} changed while it was being released; try again")
         action = "release --same-set" if same_set else "release --new-set"
-        return self._apply(action, key, transition)
+        try:
+            return self._apply(action, key, transition)
+        except BaseException:
+            if created is not None:
+                created.unlink(missing_ok=True)
+            raise
 
     def stop(self, channel: str, product: Product | None) -> Change:
         key = ReleaseKey(channel, self.resolve_product(channel, product))
@@ -219,69 +245,105 @@ class Console:
     def switch_source(
         self, channel: str, to: Source, product: Product | None, percent: int | None = None
     ) -> list[Change]:
-        """Switch every release of the channel (or one product's) to the DCL or to local."""
+        """Switch one product's release, or the whole channel, to the DCL or to local.
+
+        For the whole channel, rows already where they should be are left alone (a DCL row
+        when following the DCL; a local or already stopped DCL row when going local); the
+        rest change together in one edit, or none does.
+        """
         self.check_channel(channel)
-        if product is None:
-            products = sorted({r.product for r in self.current().releases
-                               if r.channel == channel})
-            if not products:
+        if percent is not None and not _is_percent(percent):
+            _bad(percent)
+        op = transitions.Op.SOURCE_DCL if to is Source.DCL else transitions.Op.SOURCE_LOCAL
+        if product is not None:
+            products = [product]
+        else:
+            rows = [r for r in self.current().releases if r.channel == channel]
+            if not rows:
                 raise OperationError(
                     f"channel {channel!r} has no release yet; name the product that should "
                     "follow the DCL with --product VID:PID"
                 )
-        else:
-            products = [product]
-        if percent is not None and not _is_percent(percent):
-            _bad(percent)
-        changes = []
-        for p in products:
-            def transition(current: Release | None, p: Product = p) -> Release:
+            pending = [r for r in rows if (transitions.row_state(r), op) in transitions.TRANSITIONS]
+            products = sorted(r.product for r in (pending or rows[:1]))
+
+        def transition(p: Product) -> Transition:
+            def switch(current: Release | None) -> Release:
                 return transitions.switch_source(
                     current, channel=channel, product=p, to=to, now=self.now(),
                     percent=percent if percent is not None else 100)
 
-            changes.append(self._apply(f"source {to.value}", ReleaseKey(channel, p), transition))
-        return changes
+            return switch
+
+        return self._apply_all(
+            f"source {to.value}", [(ReleaseKey(channel, p), transition(p)) for p in products])
+
+    # -- the daemon's automatic transitions ------------------------------------------------
+
+    def auto_stop(self, key: ReleaseKey, reason: str) -> Change:
+        """Failures crossed the release's threshold: INACTIVE, with the reason recorded in
+        the YAML (shown by `releases`) and the audit log."""
+        return self._apply(
+            "auto-stop", key, lambda r: transitions.auto_stop(r, reason=reason, now=self.now()),
+            reason=reason)
+
+    def advance_ramp(self, key: ReleaseKey, counts: OutcomeCounts) -> Change | None:
+        """Move a staged ramp to its next step if that step is due (None when not)."""
+        current = self.current().get(key.channel, key.product)
+        if current is None or engine.advance_ramp(current, counts, self.now()) is None:
+            return None
+
+        def step(release: Release | None) -> Release:
+            after = None if release is None else engine.advance_ramp(release, counts,
+                                                                     self.now())
+            if after is None:  # the file changed meanwhile and the step is no longer due
+                raise OperationError(f"{key}: the ramp step is no longer due")
+            return after
+
+        return self._apply("ramp", key, step, reason="ramp step due, failures under threshold")
 
     # -- the machinery ----------------------------------------------------------------------
 
-    def _apply(self, action: str, key: ReleaseKey, transition: Transition) -> Change:
+    def _apply(
+        self, action: str, key: ReleaseKey, transition: Transition, *, reason: str = ""
+    ) -> Change:
+        return self._apply_all(action, [(key, transition)], reason=reason)[0]
+
+    def _apply_all(
+        self, action: str, steps: list[tuple[ReleaseKey, Transition]], *, reason: str = ""
+    ) -> list[Change]:
+        """Apply transitions to releases in one edit of the file (all or none), then record
+        one audit row per release."""
         done: list[Change] = []
 
         def transform(snap: yamledit.Snapshot) -> str:
             done.clear()
             config = self.current()
-            before = config.get(key.channel, key.product)
-            try:
-                after = transition(before)
-            except transitions.ReleaseError as exc:
-                raise OperationError(str(exc)) from None
-            done.append(Change(action, key, before, after))
-            new_fields = release_to_yaml(after)
-            if before is None:
-                return yamledit.append_item(snap.text, LIST_KEY, new_fields)
-            old_fields = release_to_yaml(before)
-            changes: dict[str, Any] = {
-                k: v for k, v in new_fields.items() if old_fields.get(k) != v}
-            for gone in old_fields.keys() - new_fields.keys():
-                changes[gone] = yamledit.DELETE
-            return yamledit.set_fields(snap.text, LIST_KEY, _yaml_index(snap.text, key),
-                                       changes)
+            text = snap.text
+            for key, transition in steps:
+                before = config.get(key.channel, key.product)
+                try:
+                    after = transition(before)
+                except transitions.ReleaseError as exc:
+                    raise OperationError(str(exc)) from None
+                done.append(Change(action, key, before, after))
+                text = _write_row(text, key, before, after)
+            return text
 
         try:
             written = yamledit.edit(self.releases_path, transform, self._validate)
         except yamledit.YamlEditError as exc:
             raise OperationError(str(exc)) from None
-        change = done[0]
         now = self.clock()
-        self.store.record_transition(
-            file=str(self.releases_path), text=written.text,
-            actor=self.actor, action=action, now=now, channel=key.channel,
-            product=str(key.product),
-            before=None if change.before is None else release_to_yaml(change.before),
-            after=release_to_yaml(change.after),
-        )
-        return change
+        for change in done:
+            self.store.record_transition(
+                file=str(self.releases_path), text=written.text,
+                actor=self.actor, action=action, now=now, channel=change.key.channel,
+                product=str(change.key.product),
+                before=None if change.before is None else release_to_yaml(change.before),
+                after=release_to_yaml(change.after), reason=reason,
+            )
+        return list(done)
 
     def _validate(self, candidate: Path) -> None:
         try:
@@ -293,46 +355,90 @@ class Console:
                 "was changed"
             ) from None
 
-    def _verify_image(self, image: Path) -> OtaImageHeader:
+    def _verify_image(self, image: Path, shown: Path | None = None) -> OtaImageHeader:
+        name = shown or image
         try:
             return verify_image(image)
+        except OtaImageError as exc:
+            raise OperationError(f"{name}: not a valid OTA image: {exc}") from None
+        except OSError as exc:
+            raise OperationError(f"{name}: cannot read: {exc.strerror}") from None
+
+    def _read_header(self, image: Path) -> OtaImageHeader:
+        """The image's header (cheap: the file's first bytes), or a one-line refusal."""
+        try:
+            return read_header(image)
         except OtaImageError as exc:
             raise OperationError(f"{image}: not a valid OTA image: {exc}") from None
         except OSError as exc:
             raise OperationError(f"{image}: cannot read: {exc.strerror}") from None
 
-    def _import_image(self, image: Path, header: OtaImageHeader) -> str:
-        """The image's name in the firmware folder, copying it there if it is elsewhere."""
+    def _import_image(self, image: Path) -> tuple[str, OtaImageHeader, Path | None]:
+        """Verify the image and place it in the firmware folder: its name there, its header,
+        and the path if this call created it (None: it was there already).
+
+        An image from elsewhere is copied to a temporary file there and the *copy* is
+        verified in full (what will be served is what was checked), then linked under its
+        name: an identical file already there is reused, a different one refused, never
+        replaced.
+        """
         firmware = self.provider.firmware_dir
         source = image.resolve()
         if source.parent == firmware.resolve():
-            return source.name
+            return source.name, self._verify_image(source), None
         if not _valid_image_name(source.name):
             raise OperationError(f"{image.name!r} cannot be a file name in {firmware}")
         target = firmware / source.name
-        if target.exists():
-            if _sha256(target) == _sha256(source):
-                return source.name
-            raise OperationError(
-                f"{target} exists with different content; rename {image.name} (e.g. with its "
-                f"version, {header.software_version}) and release again"
-            )
         try:
             firmware.mkdir(parents=True, exist_ok=True)
             fd, tmp_name = tempfile.mkstemp(prefix=f".{source.name}.", dir=firmware)
+        except OSError as exc:
+            raise OperationError(f"cannot write into {firmware}: {exc.strerror}") from None
+        tmp = Path(tmp_name)
+        created: Path | None = target
+        try:
             with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
                 shutil.copyfileobj(src, out, 1 << 20)
                 out.flush()
                 os.fsync(out.fileno())
-            os.chmod(tmp_name, 0o644)
-            os.link(tmp_name, target)  # fails rather than replace a file created meanwhile
-            os.unlink(tmp_name)
-        except FileExistsError:
-            os.unlink(tmp_name)
-            raise OperationError(f"{target} appeared while copying; release again") from None
+            header = self._verify_image(tmp, shown=image)
+            os.chmod(tmp, 0o644)
+            try:
+                os.link(tmp, target)  # never replaces a file that is there
+            except FileExistsError:
+                created = None
+                if _sha256(target) != _sha256(tmp):
+                    raise OperationError(
+                        f"{target} exists with different content; rename {image.name} (e.g. "
+                        f"with its version, {header.software_version}) and release again"
+                    ) from None
         except OSError as exc:
             raise OperationError(f"cannot copy {image} into {firmware}: {exc}") from None
-        return source.name
+        finally:
+            tmp.unlink(missing_ok=True)
+        return source.name, header, created
+
+
+def _write_row(text: str, key: ReleaseKey, before: Release | None, after: Release) -> str:
+    """The YAML text with one release row added or changed (only the changed values)."""
+    new_fields = _quoted(release_to_yaml(after))
+    if before is None:
+        return yamledit.append_item(text, LIST_KEY, new_fields)
+    old_fields = release_to_yaml(before)
+    changes: dict[str, Any] = {k: v for k, v in new_fields.items() if old_fields.get(k) != v}
+    for gone in old_fields.keys() - new_fields.keys():
+        changes[gone] = yamledit.DELETE
+    return yamledit.set_fields(text, LIST_KEY, _yaml_index(text, key), changes)
+
+
+# Written in double quotes, as the example releases.yaml shows them: hex ids and seeds that a
+# YAML 1.1 reader could take for numbers (1234:5678 is sexagesimal, 1e10... a float).
+_QUOTED_KEYS = ("product", "cohort_seed")
+
+
+def _quoted(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: yamledit.Quoted(v) if k in _QUOTED_KEYS and isinstance(v, str) else v
+            for k, v in fields.items()}
 
 
 def _is_percent(value: object) -> bool:

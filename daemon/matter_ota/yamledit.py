@@ -100,6 +100,13 @@ def _double_quoted(text: str) -> str:
     return "".join(out)
 
 
+class Quoted(str):
+    """A string always written double-quoted (ids like ``FFF1:8001`` that people should
+    see as text, whatever a YAML 1.1 reader would make of them)."""
+
+    __slots__ = ()
+
+
 def render_inline(value: Any, *, in_flow: bool = False) -> str:
     """One value as YAML on a single line (flow style for collections, quoted when needed)."""
     if isinstance(value, Mapping):
@@ -110,7 +117,8 @@ def render_inline(value: Any, *, in_flow: bool = False) -> str:
         return "{" + inner + "}"
     if isinstance(value, list | tuple):
         return "[" + ", ".join(render_inline(v, in_flow=True) for v in value) + "]"
-    if isinstance(value, str) and (in_flow or not value.isprintable()):
+    if isinstance(value, str) and (in_flow or isinstance(value, Quoted)
+                                   or not value.isprintable()):
         return _double_quoted(value)
     out = yaml.safe_dump(value, width=1 << 30, allow_unicode=True)
     out = out.removesuffix("\n...\n").rstrip("\n")
@@ -322,7 +330,13 @@ def _checked(old: str, new: str, expect: Callable[[Any], None]) -> str:
 def _locked(path: Path) -> Iterator[None]:
     """An advisory lock beside the file, so two CLI edits never interleave."""
     lock_path = path.with_name(f".{path.name}.lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise YamlEditError(
+            f"cannot edit {path}: {exc.strerror} creating {lock_path.name} in its folder "
+            "(run as the user that owns the config)"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -335,30 +349,43 @@ def write_validated(
 ) -> Snapshot:
     """Atomically replace ``base.path`` with ``new_text`` if it validates and the file has
     not changed since ``base`` was read. ``validate(tmp_path)`` raises to refuse."""
+    with _locked(base.path):
+        return _write_locked(base, new_text, validate)
+
+
+def _write_locked(
+    base: Snapshot, new_text: str, validate: Callable[[Path], object]
+) -> Snapshot:
+    """write_validated without taking the lock (the caller holds it)."""
     path = base.path
     directory = path.parent
-    with _locked(path):
-        if read_snapshot(path).digest != base.digest:
-            raise ConcurrentEditError(f"{path} changed while it was being edited")
+    if read_snapshot(path).digest != base.digest:
+        raise ConcurrentEditError(f"{path} changed while it was being edited")
+    try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                f.write(new_text)
-                f.flush()
-                os.fsync(f.fileno())
-            if base.exists:
-                os.chmod(tmp, os.stat(path).st_mode & 0o7777)
-            validate(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    except OSError as exc:
+        raise YamlEditError(f"cannot write beside {path}: {exc.strerror}") from None
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(new_text)
+            f.flush()
+            os.fsync(f.fileno())
+        if base.exists:
+            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+        validate(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise YamlEditError(f"cannot write {path}: {exc.strerror}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
     return read_snapshot(path)
 
 
@@ -371,13 +398,14 @@ def edit(
 ) -> Snapshot:
     """Read, transform, validate, write; on a concurrent change re-read and redo the edit
     (the transform decides again on the new content), up to ``attempts`` times."""
-    for _ in range(attempts):
-        base = read_snapshot(path)
-        new_text = transform(base)
-        try:
-            return write_validated(base, new_text, validate)
-        except ConcurrentEditError:
-            continue
+    with _locked(path):  # other CLI edits wait; only a hand edit can race with this one
+        for _ in range(attempts):
+            base = read_snapshot(path)
+            new_text = transform(base)
+            try:
+                return _write_locked(base, new_text, validate)
+            except ConcurrentEditError:
+                continue
     raise ConcurrentEditError(
         f"{path} kept changing while being edited ({attempts} attempts); try again"
     )

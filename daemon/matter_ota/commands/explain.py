@@ -13,7 +13,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -43,25 +43,43 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_config_options(p)
     p.add_argument("--fabric", required=True, metavar="F")
-    p.add_argument("--node", type=_number, metavar="N", help="operational node id")
-    p.add_argument("--vendor-id", type=_number, metavar="V")
-    p.add_argument("--product-id", type=_number, metavar="P")
-    p.add_argument("--version", type=_number, metavar="S", help="software version it runs")
-    p.add_argument("--hardware-version", type=_number, metavar="H")
+    p.add_argument("--node", type=_typed("node"), metavar="N", help="operational node id")
+    p.add_argument("--vendor-id", type=_typed("vendor_id"), metavar="V")
+    p.add_argument("--product-id", type=_typed("product_id"), metavar="P")
+    p.add_argument("--version", type=_typed("version"), metavar="S",
+                   help="software version it runs")
+    p.add_argument("--hardware-version", type=_typed("hardware_version"), metavar="H")
     p.add_argument("--json", action="store_true", help="a JSON object per device")
     p.add_argument("--nodes-from", type=Path, metavar="FILE", help="many devices ('-': stdin)")
     p.set_defaults(func=run)
 
 
-def _number(text: str) -> int:
+# Field widths (Matter Core 11.20.6.5.1 QueryImage: vendor/product id uint16, software
+# version uint32, hardware version uint16; operational node ids are 64-bit, 2.5.5).
+_BITS = {"node": 64, "vendor_id": 16, "product_id": 16, "version": 32, "hardware_version": 16}
+
+
+def _number(text: str, bits: int = 64) -> int:
     try:
         value = int(text, 0)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number (decimal or 0x-hex)") \
             from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return _in_range(value, bits, text)
+
+
+def _in_range(value: int, bits: int, shown: object) -> int:
+    if not 0 <= value < 1 << bits:
+        raise argparse.ArgumentTypeError(f"{shown!r} is not a {bits}-bit unsigned number")
     return value
+
+
+def _typed(key: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        return _number(text, _BITS[key])
+
+    parse.__name__ = key.replace("_", " ")  # argparse names the type in its message
+    return parse
 
 
 def resolve_fabric(text: str, store: Store) -> int:
@@ -159,13 +177,13 @@ def _lines(path: Path, defaults: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def _field(value: object, path: Path, number: int, key: str) -> Any:
     if key == "fabric":
         return str(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str):
-        try:
-            return _number(value)
-        except argparse.ArgumentTypeError as exc:
-            raise CliError(f"{path}:{number}: {key}: {exc}") from None
+    try:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return _in_range(value, _BITS[key], value)
+        if isinstance(value, str):
+            return _number(value, _BITS[key])
+    except argparse.ArgumentTypeError as exc:
+        raise CliError(f"{path}:{number}: {key}: {exc}") from None
     raise CliError(f"{path}:{number}: {key} must be a number, not {value!r}")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from matter_ota.cli import CliError
@@ -19,7 +20,7 @@ from matter_ota.commands._console import (
     product_arg,
     usage_error,
 )
-from matter_ota.operations import Change
+from matter_ota.operations import Change, Console
 from matter_ota.policy.model import Release, Source
 
 
@@ -103,14 +104,16 @@ def run_release(args: argparse.Namespace) -> int:
     return 0
 
 
+_SIMPLE: dict[str, Callable[[Console, argparse.Namespace], Change]] = {
+    "stop": lambda c, a: c.stop(a.channel, a.product),
+    "resume": lambda c, a: c.resume(a.channel, a.product),
+    "increase": lambda c, a: c.increase(a.channel, a.percent, a.product),
+}
+
+
 def _simple(args: argparse.Namespace, op: str) -> int:
     with open_console(args) as console:
-        if op == "stop":
-            change = console.stop(args.channel, args.product)
-        elif op == "resume":
-            change = console.resume(args.channel, args.product)
-        else:
-            change = console.increase(args.channel, args.percent, args.product)
+        change = _SIMPLE[op](console, args)
     _report(change)
     return 0
 

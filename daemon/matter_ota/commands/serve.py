@@ -73,16 +73,17 @@ def run(args: argparse.Namespace) -> int:
         args.port, args.listen or "any", "set" if args.passcode is not None else "unset",
         args.discriminator if args.discriminator is not None else "unset", len(INSTALLERS),
     )
+    transport = UdpTransport(node, host=args.listen, port=args.port)
     try:
-        anyio.run(_serve, node, args)
+        transport.open()
     except OSError as exc:
         raise CliError(f"cannot serve on UDP port {args.port}: {exc.strerror or exc}") from exc
+    anyio.run(_serve, transport)
     log.info("event=stop component=serve")
     return 0
 
 
-async def _serve(node: Node, args: argparse.Namespace) -> None:
-    transport = UdpTransport(node, host=args.listen, port=args.port)
+async def _serve(transport: UdpTransport) -> None:
     async with anyio.create_task_group() as tg:
         await tg.start(transport.run)
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

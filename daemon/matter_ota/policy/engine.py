@@ -52,6 +52,7 @@ from matter_ota.policy.model import (
 )
 
 _NOT_AVAILABLE = QueryStatus.NOT_AVAILABLE
+MAX_APPLY_DELAY = 86400
 
 
 def channel_for(device: Device, query: Query, channels: tuple[Channel, ...]) -> str:
@@ -100,9 +101,10 @@ def decide(device: Device, query: Query, state: ReleaseState, now: float) -> Dec
     channel = _channel(device, query, state)
     facts = state.facts.get((channel, query.vendor_id, query.product_id))
     if facts is None:
-        return Decision(_NOT_AVAILABLE,
-                        f"channel {channel!r} has no release for {query.product}",
-                        "no_release", channel)
+        return _decision(_NOT_AVAILABLE,
+                         f"channel {channel!r} has no release for "
+                         f"{query.vendor_id:04X}:{query.product_id:04X}",
+                         "no_release", channel, None, None, 0, False)
     release = facts.release
     ref = DeviceRef(device.fabric, device.node)
     if release.excluded and release.is_excluded(ref):
@@ -117,7 +119,8 @@ def decide(device: Device, query: Query, state: ReleaseState, now: float) -> Dec
             return _no(release, f"the release is being auto-stopped: {verdict}",
                        "auto_stopped")
 
-    if release.pinned and release.is_pinned(ref):
+    pinned = bool(release.pinned) and release.is_pinned(ref)
+    if pinned:
         membership = "pinned to this release"
     else:
         cohort = facts.cohort
@@ -136,23 +139,24 @@ def decide(device: Device, query: Query, state: ReleaseState, now: float) -> Dec
     if image is None:
         return _no(release, why_not, "no_image")
     if BDX_SYNCHRONOUS not in query.protocols_supported:
-        return Decision(
+        return _decision(
             QueryStatus.DOWNLOAD_PROTOCOL_NOT_SUPPORTED,
             f"the requestor supports protocols {sorted(query.protocols_supported)}; the "
-            "provider serves BDX synchronous (0) only", "protocol", channel, release, image)
+            "provider serves BDX synchronous (0) only", "protocol", channel, release, image,
+            0, False)
     busy = state.busy
     if (busy.max_transfers is not None and state.active_transfers >= busy.max_transfers
             and ref not in state.transferring):
         delay = busy_delay(ref, busy.base, busy.spread)
-        return Decision(
+        return _decision(
             QueryStatus.BUSY,
             f"{state.active_transfers} transfers running, the cap is {busy.max_transfers}; "
-            f"retry in {delay} s", "busy", channel, release, image, delayed_action_time=delay)
+            f"retry in {delay} s", "busy", channel, release, image, delay, False)
     return _decision(
         QueryStatus.UPDATE_AVAILABLE,
         f"{membership}; {query.software_version} -> {image.version} ({image.version_string})",
         "offer", channel, release, image, 0,
-        release.user_consent and query.requestor_can_consent,
+        release.user_consent and query.requestor_can_consent, pinned,
     )
 
 
@@ -162,13 +166,13 @@ def _no(release: Release, reason: str, code: str) -> Decision:
 
 def _decision(status: QueryStatus, reason: str, code: str, channel: str | None,
               release: Release | None, image: ImageInfo | None, delay: int,
-              consent: bool) -> Decision:
+              consent: bool, pinned: bool = False) -> Decision:
     # Decision(...) of a frozen dataclass sets its 8 fields one object.__setattr__ at a time,
     # which was a third of a decision's cost; filling __dict__ at once gives the same object.
     decision = object.__new__(Decision)
     decision.__dict__.update(status=status, reason=reason, code=code, channel=channel,
                              release=release, image=image, delayed_action_time=delay,
-                             user_consent_needed=consent)
+                             user_consent_needed=consent, pinned=pinned)
     return decision
 
 
@@ -266,7 +270,10 @@ def apply_update(release: Release | None, now: float) -> ApplyDecision:
     if release.maintenance_window is not None:
         wait = window_wait(release.maintenance_window, now)
         if wait > 0:
-            return ApplyDecision(ApplyAction.AWAIT_NEXT_ACTION, wait,
+            # Matter Core 11.20.6.5.4.2: a requestor may cap the delay at 24 h; ask for at
+            # most that, the requestor asks again and hears the rest.
+            delay = min(wait, MAX_APPLY_DELAY)
+            return ApplyDecision(ApplyAction.AWAIT_NEXT_ACTION, delay,
                                  f"outside the maintenance window; it opens in {wait} s")
     return ApplyDecision(ApplyAction.PROCEED, 0, "apply now")
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 DEFAULT_CHANNEL = "production"
 
-# Matter Core 11.20.6.4.1 DownloadProtocolEnum: BDXSynchronous 0, BDXAsynchronous 1, HTTPS 2,
+# Matter Core 11.20.6.4.3 DownloadProtocolEnum: BDXSynchronous 0, BDXAsynchronous 1, HTTPS 2,
 # VendorSpecific 3. The provider serves BDX synchronous only.
 BDX_SYNCHRONOUS = 0
 BDX_ASYNCHRONOUS = 1
@@ -49,7 +49,7 @@ class Source(enum.Enum):
 
 
 class QueryStatus(enum.IntEnum):
-    """Matter Core 11.20.6.4.2 StatusEnum of QueryImageResponse."""
+    """Matter Core 11.20.6.4.1 StatusEnum of QueryImageResponse."""
 
     UPDATE_AVAILABLE = 0
     BUSY = 1
@@ -71,7 +71,7 @@ _STATUS_LABELS = {
 
 
 class ApplyAction(enum.IntEnum):
-    """Matter Core 11.20.6.4.3 ApplyUpdateActionEnum of ApplyUpdateResponse."""
+    """Matter Core 11.20.6.4.2 ApplyUpdateActionEnum of ApplyUpdateResponse."""
 
     PROCEED = 0
     AWAIT_NEXT_ACTION = 1
@@ -291,7 +291,7 @@ class ImageInfo:
     """The facts of one OTA image the engine needs (from its header, or the DCL record).
 
     ``designator`` is the BDX file designator the ImageURI names. ``min_applicable`` and
-    ``max_applicable`` bound the device's current software version (Matter Core 11.21.2,
+    ``max_applicable`` bound the device's current software version (Matter Core 11.21,
     OTA image header tags 5 and 6); ``None`` means unbounded.
     """
 
@@ -378,7 +378,9 @@ class BusyPolicy:
     ``base`` seconds plus its own deterministic share of ``spread`` seconds."""
 
     max_transfers: int | None = None
-    base: int = 120  # Matter Core 11.20.6.5.2: Busy delays should be at least 120 s
+    # Matter Core 11.20.3.2 / 11.20.6.5.2.2; connectedhomeip's example provider never asks
+    # for less than 120 s ("the spec mentions ... at least 120 seconds").
+    base: int = 120
     spread: int = 600
 
 
@@ -465,6 +467,7 @@ class Decision:
     image: ImageInfo | None = None
     delayed_action_time: int = 0
     user_consent_needed: bool = False
+    pinned: bool = False  # offered because pinned, not by the cohort: not a cohort offer
 
     @property
     def version(self) -> int | None:

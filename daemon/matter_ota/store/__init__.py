@@ -8,257 +8,76 @@ Durability and concurrency choices:
 
 * ``journal_mode=WAL`` lets the daemon write while the CLI reads (and the other way round);
   readers never block the writer.
-* ``synchronous=FULL``: every commit is fsynced to the WAL before ``commit`` returns, so a
-  committed fact survives a power cut, not only a process crash (NORMAL would only be safe
-  against a crash of the process). Writes are rare here (a query per device every day or so,
-  a transition per operator action), so the extra fsync costs nothing that matters.
+* Two kinds of commit. In WAL mode every commit is written to the WAL before it returns,
+  so a commit survives a crash of the process at any instant (``tests/test_store.py`` kills
+  a writer with SIGKILL to prove it). What differs is a power cut:
+
+  - *durable* writes (fabrics and their keys, release transitions and the audit log, the
+    last valid config) run with ``synchronous=FULL``: fsynced before the commit returns,
+    they survive a power cut too;
+  - *ledger* writes (device queries, tokens, transfers, outcomes, cohort offers) run with
+    ``synchronous=NORMAL``: a power cut may lose the last second of them, which the devices
+    repair by querying again. They are the high-rate writes, and an fsync each would cap
+    the daemon at a few hundred queries a second (``scripts/bench.py store``). A durable
+    commit also makes every earlier ledger commit durable (it fsyncs the same WAL).
 * Writes run in short ``BEGIN IMMEDIATE`` transactions: the write lock is taken up front, so
   two processes never both hold a read snapshot and then fail to upgrade it (SQLITE_BUSY
   mid-transaction). ``busy_timeout`` lets a writer wait for the other one instead of failing.
-* The schema is versioned with ``PRAGMA user_version`` and upgraded by :data:`MIGRATIONS`, one
-  transaction per step; a database newer than this code is refused, never touched.
+* The schema is versioned with ``PRAGMA user_version`` and upgraded by
+  :data:`schema.MIGRATIONS`, one transaction per step; a database newer than this code is
+  refused, never touched.
 
 All times are POSIX seconds (``float``) passed in by the caller, so tests step time by hand.
 """
-
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DB_NAME = "state.sqlite3"
-BUSY_TIMEOUT_MS = 10_000
-
-# UpdateToken length: the spec allows 8..32 bytes (11.20.6.5.1); 16 random bytes are
-# unguessable (128 bits) and leave room in the response.
-TOKEN_BYTES = 16
-
-OUTCOME_STATES = ("offered", "downloading", "applied", "failed")
-TRANSFER_STATES = ("active", "completed", "aborted", "failed")
-
-# Each migration is a list of statements run in one transaction; index i upgrades the schema
-# from user_version i to i + 1. Never edit a released step: append a new one.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE fabrics (
-            fabric_index INTEGER PRIMARY KEY CHECK (fabric_index BETWEEN 1 AND 254),
-            compressed_fabric_id TEXT NOT NULL UNIQUE
-                CHECK (length(compressed_fabric_id) = 16),
-            label TEXT NOT NULL DEFAULT '',
-            root_public_key BLOB,
-            node_id INTEGER NOT NULL,
-            added_at REAL NOT NULL
-        )""",
-        """CREATE TABLE devices (
-            compressed_fabric_id TEXT NOT NULL CHECK (length(compressed_fabric_id) = 16),
-            node_id INTEGER NOT NULL,
-            vendor_id INTEGER NOT NULL,
-            product_id INTEGER NOT NULL,
-            software_version INTEGER NOT NULL,
-            hardware_version INTEGER,
-            channel TEXT,
-            first_seen REAL NOT NULL,
-            last_seen REAL NOT NULL,
-            last_result TEXT NOT NULL DEFAULT '',
-            PRIMARY KEY (compressed_fabric_id, node_id)
-        )""",
-        "CREATE INDEX devices_by_product ON devices (vendor_id, product_id, channel)",
-        """CREATE TABLE tokens (
-            token BLOB PRIMARY KEY,
-            compressed_fabric_id TEXT NOT NULL,
-            node_id INTEGER NOT NULL,
-            software_version INTEGER NOT NULL,
-            issued_at REAL NOT NULL,
-            expires_at REAL NOT NULL,
-            FOREIGN KEY (compressed_fabric_id, node_id)
-                REFERENCES devices (compressed_fabric_id, node_id) ON DELETE CASCADE
-        )""",
-        "CREATE INDEX tokens_by_expiry ON tokens (expires_at)",
-        """CREATE TABLE transfers (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            compressed_fabric_id TEXT NOT NULL,
-            node_id INTEGER NOT NULL,
-            channel TEXT NOT NULL,
-            vendor_id INTEGER NOT NULL,
-            product_id INTEGER NOT NULL,
-            software_version INTEGER NOT NULL,
-            state TEXT NOT NULL
-                CHECK (state IN ('active', 'completed', 'aborted', 'failed')),
-            offset_bytes INTEGER NOT NULL DEFAULT 0,
-            total_bytes INTEGER NOT NULL,
-            started_at REAL NOT NULL,
-            ended_at REAL,
-            reason TEXT NOT NULL DEFAULT '',
-            FOREIGN KEY (compressed_fabric_id, node_id)
-                REFERENCES devices (compressed_fabric_id, node_id) ON DELETE CASCADE
-        )""",
-        "CREATE INDEX transfers_active ON transfers (state)",
-        """CREATE TABLE outcomes (
-            channel TEXT NOT NULL,
-            vendor_id INTEGER NOT NULL,
-            product_id INTEGER NOT NULL,
-            software_version INTEGER NOT NULL,
-            compressed_fabric_id TEXT NOT NULL,
-            node_id INTEGER NOT NULL,
-            state TEXT NOT NULL
-                CHECK (state IN ('offered', 'downloading', 'applied', 'failed')),
-            updated_at REAL NOT NULL,
-            reason TEXT NOT NULL DEFAULT '',
-            PRIMARY KEY (channel, vendor_id, product_id, software_version,
-                         compressed_fabric_id, node_id)
-        )""",
-        """CREATE TABLE audit (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            at REAL NOT NULL,
-            actor TEXT NOT NULL,
-            action TEXT NOT NULL,
-            channel TEXT NOT NULL DEFAULT '',
-            product TEXT NOT NULL DEFAULT '',
-            before_json TEXT,
-            after_json TEXT,
-            reason TEXT NOT NULL DEFAULT ''
-        )""",
-        """CREATE TABLE auto_stops (
-            channel TEXT NOT NULL,
-            product TEXT NOT NULL,
-            software_version INTEGER NOT NULL,
-            at REAL NOT NULL,
-            reason TEXT NOT NULL,
-            PRIMARY KEY (channel, product, software_version)
-        )""",
-        """CREATE TABLE config_status (
-            file TEXT PRIMARY KEY,
-            at REAL NOT NULL,
-            line INTEGER,
-            reason TEXT NOT NULL
-        )""",
-        """CREATE TABLE cohort_offers (
-            channel TEXT NOT NULL,
-            vendor_id INTEGER NOT NULL,
-            product_id INTEGER NOT NULL,
-            cohort_seed TEXT NOT NULL,
-            compressed_fabric_id TEXT NOT NULL,
-            node_id INTEGER NOT NULL,
-            at REAL NOT NULL,
-            PRIMARY KEY (channel, vendor_id, product_id, cohort_seed, compressed_fabric_id,
-                         node_id)
-        )""",
-        """CREATE TABLE last_valid_config (
-            file TEXT PRIMARY KEY,
-            at REAL NOT NULL,
-            text TEXT NOT NULL
-        )""",
-    ),
+from matter_ota.store import schema
+from matter_ota.store.records import (
+    AuditEntry,
+    ConfigWarning,
+    DeviceRecord,
+    Fabric,
+    OutcomeCounts,
+    TokenRecord,
+    Transfer,
+    format_cfid,
 )
-SCHEMA_VERSION = len(MIGRATIONS)
+from matter_ota.store.schema import (
+    BUSY_TIMEOUT_MS,
+    DB_NAME,
+    OUTCOME_STATES,
+    SCHEMA_VERSION,
+    TOKEN_BYTES,
+    TRANSFER_ENDS,
+)
+
+__all__ = [
+    "DB_NAME",
+    "SCHEMA_VERSION",
+    "AuditEntry",
+    "ConfigWarning",
+    "DeviceRecord",
+    "Fabric",
+    "OutcomeCounts",
+    "Store",
+    "StoreError",
+    "TokenRecord",
+    "Transfer",
+    "format_cfid",
+]
 
 
 class StoreError(Exception):
     """The state store cannot be opened or used (corrupt, newer schema, locked too long)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Fabric:
-    """A fabric the provider node has joined (filled in by the node's commissioning)."""
-
-    fabric_index: int
-    compressed_fabric_id: str  # 16 upper-case hex digits
-    label: str
-    root_public_key: bytes | None
-    node_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceRecord:
-    """One OTA requestor as the provider last saw it."""
-
-    compressed_fabric_id: str
-    node_id: int
-    vendor_id: int
-    product_id: int
-    software_version: int
-    hardware_version: int | None
-    channel: str | None
-    first_seen: float
-    last_seen: float
-    last_result: str
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRecord:
-    """An UpdateToken handed out in a QueryImageResponse, bound to one device."""
-
-    token: bytes
-    compressed_fabric_id: str
-    node_id: int
-    software_version: int
-    issued_at: float
-    expires_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Transfer:
-    """One BDX transfer of an image to a device."""
-
-    id: int
-    compressed_fabric_id: str
-    node_id: int
-    channel: str
-    vendor_id: int
-    product_id: int
-    software_version: int
-    state: str
-    offset_bytes: int
-    total_bytes: int
-    started_at: float
-    ended_at: float | None
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """One row of the audit log: who changed what, with the state before and after."""
-
-    id: int
-    at: float
-    actor: str
-    action: str
-    channel: str
-    product: str
-    before: Any
-    after: Any
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class OutcomeCounts:
-    """How many devices are at each stage of one release."""
-
-    offered: int = 0
-    downloading: int = 0
-    applied: int = 0
-    failed: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigWarning:
-    """The last refused edit of a config file (cleared when the file loads again)."""
-
-    file: str
-    at: float
-    line: int | None
-    reason: str
-
-
-def format_cfid(value: int) -> str:
-    """A compressed fabric id as the 16 upper-case hex digits used everywhere."""
-    return f"{value:016X}"
 
 
 class Store:
@@ -277,7 +96,10 @@ class Store:
         if not create and not path.exists():
             raise StoreError(f"{path}: no state database (has the daemon run here?)")
         try:
-            Path(state_dir).mkdir(parents=True, exist_ok=True)
+            # Private: the database holds the node's operational keys (fabric records).
+            Path(state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not path.exists():
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             # isolation_level=None: we issue BEGIN/COMMIT ourselves (no implicit transactions).
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
@@ -309,23 +131,23 @@ class Store:
         mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(f"{self.path}: cannot switch to WAL journal (got {mode})")
-        c.execute("PRAGMA synchronous = FULL")
+        c.execute("PRAGMA synchronous = NORMAL")  # per write, see _write(durable=...)
         c.execute("PRAGMA foreign_keys = ON")
 
     def _migrate(self) -> None:
         version = self.schema_version()
-        if version > SCHEMA_VERSION:
+        if version > schema.SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path}: schema version {version} is newer than this program "
-                f"({SCHEMA_VERSION}); upgrade matter-ota"
+                f"({schema.SCHEMA_VERSION}); upgrade matter-ota"
             )
-        while version < SCHEMA_VERSION:
-            with self._write():
+        while version < schema.SCHEMA_VERSION:
+            with self._write(durable=True):
                 # Re-read inside the write lock: another process may have migrated meanwhile.
                 version = self.schema_version()
-                if version >= SCHEMA_VERSION:
+                if version >= schema.SCHEMA_VERSION:
                     break
-                for statement in MIGRATIONS[version]:
+                for statement in schema.MIGRATIONS[version]:
                     self._conn.execute(statement)
                 self._conn.execute(f"PRAGMA user_version = {version + 1}")
             version = self.schema_version()
@@ -341,22 +163,34 @@ class Store:
         return problems
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One short write transaction, holding the write lock from its first statement."""
+    def _write(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One short write transaction, holding the write lock from its first statement;
+        ``durable``: fsynced before it returns (survives a power cut, not only a crash)."""
+        if durable:
+            self._conn.execute("PRAGMA synchronous = FULL")
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StoreError(f"{self.path}: cannot start a write: {exc}") from exc
-        try:
-            yield self._conn
-        except BaseException:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreError(f"{self.path}: cannot start a write: {exc}") from exc
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StoreError(f"{self.path}: write failed: {exc}") from exc
+            except BaseException:
+                self._rollback()
+                raise
+        finally:
+            if durable:
+                self._conn.execute("PRAGMA synchronous = NORMAL")
+
+    def _rollback(self) -> None:
+        # SQLite may have rolled back by itself (disk full, I/O error): then there is nothing
+        # to undo, and ROLLBACK would raise and hide the first error.
+        if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
-            raise
-        try:
-            self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._conn.execute("ROLLBACK")
-            raise StoreError(f"{self.path}: commit failed: {exc}") from exc
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
         try:
@@ -369,13 +203,14 @@ class Store:
     # -- fabrics --------------------------------------------------------------------------
 
     def put_fabric(self, fabric: Fabric, now: float) -> None:
-        with self._write() as c:
+        with self._write(durable=True) as c:
             c.execute(
                 "INSERT INTO fabrics (fabric_index, compressed_fabric_id, label, root_public_key,"
-                " node_id, added_at) VALUES (?, ?, ?, ?, ?, ?)"
+                " node_id, added_at, record) VALUES (?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (fabric_index) DO UPDATE SET"
                 " compressed_fabric_id = excluded.compressed_fabric_id, label = excluded.label,"
-                " root_public_key = excluded.root_public_key, node_id = excluded.node_id",
+                " root_public_key = excluded.root_public_key, node_id = excluded.node_id,"
+                " record = excluded.record",
                 (
                     fabric.fabric_index,
                     fabric.compressed_fabric_id.upper(),
@@ -383,11 +218,12 @@ class Store:
                     fabric.root_public_key,
                     fabric.node_id,
                     now,
+                    _json(fabric.record),
                 ),
             )
 
     def remove_fabric(self, fabric_index: int) -> None:
-        with self._write() as c:
+        with self._write(durable=True) as c:
             c.execute("DELETE FROM fabrics WHERE fabric_index = ?", (fabric_index,))
 
     def fabrics(self) -> list[Fabric]:
@@ -398,6 +234,7 @@ class Store:
                 r["label"],
                 r["root_public_key"],
                 r["node_id"],
+                _unjson(r["record"]),
             )
             for r in self._read("SELECT * FROM fabrics ORDER BY fabric_index")
         ]
@@ -451,7 +288,7 @@ class Store:
              d.last_result)
             for d in records
         ]
-        with self._write() as c:
+        with self._write(durable=True) as c:
             c.executemany(
                 "INSERT OR REPLACE INTO devices (compressed_fabric_id, node_id, vendor_id,"
                 " product_id, software_version, hardware_version, channel, first_seen,"
@@ -567,13 +404,14 @@ class Store:
             )
 
     def end_transfer(self, transfer_id: int, state: str, now: float, reason: str = "") -> None:
-        """Close a transfer: completed, aborted or failed (a failure marks the outcome)."""
-        if state not in TRANSFER_STATES or state == "active":
-            raise StoreError(f"a transfer cannot end as {state!r}")
+        """Close a transfer: completed, aborted or failed (a failure marks the outcome).
+        Only an active transfer ends, once (:data:`schema.TRANSFER_ENDS`)."""
         with self._write() as c:
             row = c.execute("SELECT * FROM transfers WHERE id = ?", (transfer_id,)).fetchone()
             if row is None:
                 raise StoreError(f"no transfer {transfer_id}")
+            if state not in TRANSFER_ENDS.get(row[7], ()):
+                raise StoreError(f"transfer {transfer_id} is {row[7]}: it cannot end as {state!r}")
             c.execute(
                 "UPDATE transfers SET state = ?, ended_at = ?, reason = ? WHERE id = ?",
                 (state, now, reason, transfer_id),
@@ -683,26 +521,6 @@ class Store:
         )
         return [(str(r[0]), int(r[1])) for r in rows]
 
-    # -- auto-stop ------------------------------------------------------------------------
-
-    def record_auto_stop(
-        self, channel: str, product: str, software_version: int, reason: str, now: float
-    ) -> None:
-        with self._write() as c:
-            c.execute(
-                "INSERT OR REPLACE INTO auto_stops (channel, product, software_version, at,"
-                " reason) VALUES (?, ?, ?, ?, ?)",
-                (channel, product, software_version, now, reason),
-            )
-
-    def auto_stop_reason(self, channel: str, product: str, software_version: int) -> str | None:
-        rows = self._read(
-            "SELECT reason FROM auto_stops WHERE channel = ? AND product = ? AND"
-            " software_version = ?",
-            (channel, product, software_version),
-        )
-        return str(rows[0][0]) if rows else None
-
     # -- audit log ------------------------------------------------------------------------
 
     def audit(
@@ -718,7 +536,7 @@ class Store:
         reason: str = "",
     ) -> int:
         """Append one audit row; ``before``/``after`` are JSON-serialisable snapshots."""
-        with self._write() as c:
+        with self._write(durable=True) as c:
             cur = c.execute(
                 "INSERT INTO audit (at, actor, action, channel, product, before_json,"
                 " after_json, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -742,7 +560,7 @@ class Store:
     ) -> int:
         """A release transition just written to ``file``: its audit row and the file's new
         text as the last valid config, in one transaction."""
-        with self._write() as c:
+        with self._write(durable=True) as c:
             c.execute(
                 "INSERT OR REPLACE INTO last_valid_config (file, at, text) VALUES (?, ?, ?)",
                 (file, now, text),
@@ -793,7 +611,7 @@ class Store:
     def save_valid_config(self, file: str, text: str, now: float) -> None:
         """Remember the text of a config file that loaded, so a later invalid edit can still
         be shown against what is serving."""
-        with self._write() as c:
+        with self._write(durable=True) as c:
             c.execute(
                 "INSERT OR REPLACE INTO last_valid_config (file, at, text) VALUES (?, ?, ?)",
                 (file, now, text),
