@@ -205,6 +205,23 @@ def test_designator_is_only_a_lookup_key() -> None:
     assert asked == ["../../etc/passwd"]  # handed to the lookup as is, never opened as a path
 
 
+def test_device_lookup_is_told_who_asks() -> None:
+    asked: list[tuple[object, str]] = []
+
+    def lookup(device: object, designator: str) -> BytesImage | None:
+        asked.append((device, designator))
+        return BytesImage(IMAGE) if device == "offered" else None
+
+    table = TransferTable(None, device_lookup=lookup)
+    with pytest.raises(BdxError) as err:
+        table.open("stranger", init(), 0.0)
+    assert err.value.code is StatusCode.FILE_DESIGNATOR_UNKNOWN
+    table.open("offered", init(), 0.0)
+    assert asked == [("stranger", "fw-2"), ("offered", "fw-2")]
+    with pytest.raises(ValueError):
+        TransferTable(None)
+
+
 def test_version_negotiates_down() -> None:
     _, accept, _ = TransferTable(Images()).open("d", init(version=3), 0.0)
     assert accept.version == 0

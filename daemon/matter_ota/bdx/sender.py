@@ -56,6 +56,9 @@ _COUNTER_MOD = 1 << 32
 
 Lookup = Callable[[str], ImageSource | None]
 """Maps a file designator to an open released image, or None (FILE_DESIGNATOR_UNKNOWN)."""
+DeviceLookup = Callable[[Hashable, str], ImageSource | None]
+"""The same, told which device asks (its transfer key): the provider serves a device only
+the images it was offered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,8 +427,12 @@ class TransferTable:
     old one) replaces its old transfer, which fails as SUPERSEDED.
     """
 
-    def __init__(self, lookup: Lookup, config: SenderConfig | None = None) -> None:
+    def __init__(self, lookup: Lookup | None, config: SenderConfig | None = None, *,
+                 device_lookup: DeviceLookup | None = None) -> None:
+        if (lookup is None) == (device_lookup is None):
+            raise ValueError("give exactly one of lookup and device_lookup")
         self.lookup = lookup
+        self.device_lookup = device_lookup
         self.config = config or SenderConfig()
         self._by_device: dict[Hashable, SenderTransfer] = {}
         self._events: deque[TransferEvent] = deque()
@@ -465,7 +472,11 @@ class TransferTable:
             raise BdxError(
                 StatusCode.FILE_DESIGNATOR_UNKNOWN, "file designator is not UTF-8"
             ) from None
-        image = self.lookup(designator)
+        if self.device_lookup is not None:
+            image = self.device_lookup(device, designator)
+        else:
+            assert self.lookup is not None
+            image = self.lookup(designator)
         if image is None:
             raise BdxError(StatusCode.FILE_DESIGNATOR_UNKNOWN, f"no released image {designator!r}")
         try:

@@ -20,6 +20,7 @@ from collections.abc import Hashable, Iterable
 
 from matter_ota.bdx.messages import BdxError, Opcode, StatusCode
 from matter_ota.bdx.sender import (
+    DeviceLookup,
     FailReason,
     Lookup,
     Send,
@@ -59,13 +60,14 @@ class BdxServer:
     def __init__(
         self,
         node: Node,
-        lookup: Lookup,
+        lookup: Lookup | None,
         config: SenderConfig | None = None,
         *,
         sessions: Iterable[SessionKind] = PRODUCTION_SESSIONS,
+        device_lookup: DeviceLookup | None = None,
     ) -> None:
         self.node = node
-        self.table = TransferTable(lookup, config)
+        self.table = TransferTable(lookup, config, device_lookup=device_lookup)
         self.sessions = frozenset(sessions)
         if SessionKind.UNSECURED in self.sessions:
             raise ValueError("BDX never runs on unsecured sessions")
