@@ -113,7 +113,7 @@ class World:
 
     # -- devices ------------------------------------------------------------------------------
 
-    def requestor(self, version: int = 1, behaviour: Behaviour = Behaviour(),
+    def requestor(self, version: int = 1, behaviour: Behaviour | None = None,
                   **identity: Any) -> Requestor:
         return self.fleet.add_requestor(Identity(software_version=version, **identity),
                                         behaviour)

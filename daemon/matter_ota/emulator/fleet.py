@@ -93,9 +93,11 @@ class Fleet:
     def provider_node(self) -> Node:
         return self.server.node
 
-    def add_requestor(self, identity: Identity = Identity(),
-                      behaviour: Behaviour = Behaviour(), *,
+    def add_requestor(self, identity: Identity | None = None,
+                      behaviour: Behaviour | None = None, *,
                       fabric: FabricInfo | None = None) -> Requestor:
+        identity = identity or Identity()
+        behaviour = behaviour or Behaviour()
         n = len(self.requestors)
         node = Node(jitter=lambda: 0.0, max_sessions=8)
         addr: Address = (f"fd00::1:{n + 1:x}", 40000 + n % 20000)
