@@ -39,6 +39,7 @@ from matter_ota.clusters.ota_provider import (
 )
 from matter_ota.emulator.invoke import Invocation, invoke
 from matter_ota.fabrics import FabricInfo
+from matter_ota.messaging.exchange import CloseReason, Exchange, ExchangeDelegate, Message
 from matter_ota.messaging.session import Address, SecureSession
 from matter_ota.node import Node
 from matter_ota.provider.uri import ImageUriError, check_image_uri
@@ -79,10 +80,22 @@ class Behaviour:
     """Deliberate misbehaviour (all off: a well-behaved requestor)."""
 
     kill_after_bytes: int | None = None  # abort the first download after this many bytes
+    stall_after_bytes: int | None = None  # stop answering the provider (it must time out)
     boots_old_version: bool = False  # after Proceed it comes back on its old version
     never_notifies: bool = False  # after Proceed it never sends NotifyUpdateApplied
     max_block_size: int | None = None
     retry_delay: float = 60.0  # after a failed download, query again after this long
+    max_queries: int = 20  # give up after this many QueryImage in one walk
+
+
+class _Mute(ExchangeDelegate):
+    """Swallows the provider's blocks: a requestor that hung mid-download."""
+
+    def on_message(self, exchange: Exchange, message: Message) -> None:
+        return None
+
+    def on_close(self, exchange: Exchange, reason: CloseReason) -> None:
+        return None
 
 
 class _Hash:
@@ -130,6 +143,7 @@ class Requestor:
     _after_wait: Stage = Stage.QUERYING
     _killed: bool = False
     _notify_pending: bool = False
+    _queries: int = 0
 
     def __post_init__(self) -> None:
         self.version = self.identity.software_version
@@ -151,6 +165,7 @@ class Requestor:
     def start(self, now: float) -> None:
         """Begin (or begin again after DONE / FAILED): connect, then query."""
         self.result = self.error = None
+        self._queries = 0
         self._after_wait = Stage.QUERYING
         self._connect(now)
 
@@ -174,6 +189,11 @@ class Requestor:
             if conn is None or not conn.done:
                 return
             if conn.session is None:
+                busy = conn.retry_after
+                if busy is not None:  # 4.11.1.4: the responder asked us to come back later
+                    spread = (self.node_id % 1000) / 1000  # not all at the same instant
+                    self._wait(now, max(busy, 0.5) + spread, Stage.CONNECTING)
+                    return
                 self._fail(f"CASE failed: {conn.error}")
                 return
             self.session = conn.session
@@ -197,6 +217,12 @@ class Requestor:
         elif stage is Stage.DOWNLOADING:
             kill = self.behaviour.kill_after_bytes
             dl = self._download
+            stall = self.behaviour.stall_after_bytes
+            if (stall is not None and dl is not None and dl.exchange is not None
+                    and dl.receiver.bytes_received >= stall
+                    and not isinstance(dl.exchange.delegate, _Mute)):
+                dl.exchange.delegate = _Mute()
+                self._log(f"stalled the download at {dl.receiver.bytes_received} bytes")
             if (kill is not None and not self._killed and dl is not None
                     and dl.receiver.bytes_received >= kill):
                 self._killed = True
@@ -227,6 +253,10 @@ class Requestor:
 
     def _query(self, now: float) -> None:
         assert self.session is not None
+        self._queries += 1
+        if self._queries > self.behaviour.max_queries:
+            self._fail(f"gave up after {self.behaviour.max_queries} queries")
+            return
         ident = self.identity
         request = QueryImage(
             vendor_id=ident.vendor_id, product_id=ident.product_id,

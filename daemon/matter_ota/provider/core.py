@@ -142,6 +142,9 @@ class OtaProvider:
         self._deadlines: list[tuple[float, int, DeviceRef]] = []
         self._seq = 0
         self._stopping: dict[ReleaseKey, str] = {}  # auto-stopped here: release seed
+        # (device, release, version) that failed to apply: never offered again (the image
+        # does not boot on that device; offering it again would loop download -> revert).
+        self._apply_failed: set[tuple[DeviceRef, ReleaseKey, int]] = set()
         self._overlay: tuple[ReleaseState, int, frozenset[DeviceRef], ReleaseState] | None = None
 
     # -- identity ---------------------------------------------------------------------------
@@ -208,11 +211,17 @@ class OtaProvider:
             facts.cohort.add_known(ref)  # the ledger row below makes it known for good
         decision = self.decide(device, query, state, wall)
         release = decision.release
-        if decision.offered and release is not None and \
-                self._stopping.get(release.key) == release.cohort_seed:
-            decision = dataclasses.replace(
-                decision, status=QueryStatus.NOT_AVAILABLE, code="auto_stopped", image=None,
-                reason="the release is being auto-stopped (failures past its threshold)")
+        if decision.offered and release is not None and decision.image is not None:
+            if self._stopping.get(release.key) == release.cohort_seed:
+                decision = dataclasses.replace(
+                    decision, status=QueryStatus.NOT_AVAILABLE, code="auto_stopped",
+                    image=None,
+                    reason="the release is being auto-stopped (failures past its threshold)")
+            elif (ref, release.key, decision.image.version) in self._apply_failed:
+                decision = dataclasses.replace(
+                    decision, status=QueryStatus.NOT_AVAILABLE, code="failed_before",
+                    image=None, reason=f"the device failed to apply version "
+                    f"{decision.image.version} before; it is not offered again")
         cfid = format_cfid(ref.fabric)
         self.store.record_query(
             compressed_fabric_id=cfid, node_id=ref.node, vendor_id=request.vendor_id,
@@ -416,6 +425,8 @@ class OtaProvider:
                        f"{self.settings.notify_timeout:g} s")
 
     def _fail(self, update: Update, reason: str) -> None:
+        """An update that failed after the download (applying, rebooting, notifying)."""
+        self._apply_failed.add((update.ref, update.key, update.image.version))
         update.phase = Phase.FAILED
         update.deadline = None
         self._outcome(update, "failed", reason, self.wall(self.now))
