@@ -211,17 +211,18 @@ class OtaProvider:
             facts.cohort.add_known(ref)  # the ledger row below makes it known for good
         decision = self.decide(device, query, state, wall)
         release = decision.release
-        if decision.offered and release is not None and decision.image is not None:
+        offered = decision.image
+        if decision.offered and release is not None and offered is not None:
             if self._stopping.get(release.key) == release.cohort_seed:
                 decision = dataclasses.replace(
                     decision, status=QueryStatus.NOT_AVAILABLE, code="auto_stopped",
                     image=None,
                     reason="the release is being auto-stopped (failures past its threshold)")
-            elif (ref, release.key, decision.image.version) in self._apply_failed:
+            elif (ref, release.key, offered.version) in self._apply_failed:
                 decision = dataclasses.replace(
                     decision, status=QueryStatus.NOT_AVAILABLE, code="failed_before",
                     image=None, reason=f"the device failed to apply version "
-                    f"{decision.image.version} before; it is not offered again")
+                    f"{offered.version} before; it is not offered again")
         cfid = format_cfid(ref.fabric)
         self.store.record_query(
             compressed_fabric_id=cfid, node_id=ref.node, vendor_id=request.vendor_id,
