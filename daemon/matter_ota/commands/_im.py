@@ -65,8 +65,10 @@ def install_im(node: Node, args: argparse.Namespace) -> None:
         unique_id=_unique_id(getattr(args, "state_dir", None)),
         software_version=1, software_version_string=__version__,
     )
-    access = AccessControl()
-    model = build_root_node(info, access, NothingAvailable())
+    # The OTA installer (before this one) hands over its provider and the ACL it needs.
+    access = getattr(args, "access", None) or AccessControl()
+    model = build_root_node(info, access, getattr(args, "update_decider", None)
+                            or NothingAvailable())
     InteractionServer(node, model, access)
     log.info("event=im_enabled endpoints=%d clusters=%d vendor=0x%04X product=0x%04X",
              len(model.endpoints), sum(len(e.clusters) for e in model.endpoints.values()),

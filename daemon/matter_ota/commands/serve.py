@@ -13,6 +13,7 @@ from matter_ota.cli import EXIT_USAGE, CliError
 from matter_ota.commands._case import install_case
 from matter_ota.commands._common import add_config_options
 from matter_ota.commands._im import install_im
+from matter_ota.commands._ota import install_ota
 from matter_ota.commands._pase import install_pase
 from matter_ota.node import Node
 from matter_ota.runtime.udp import DEFAULT_PORT, UdpTransport
@@ -24,6 +25,7 @@ log = logging.getLogger("matter_ota.serve")
 INSTALLERS: list[Callable[[Node, argparse.Namespace], None]] = [
     install_pase,
     install_case,
+    install_ota,
     install_im,
 ]
 
@@ -85,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         args.port, args.listen or "any", "set" if args.passcode is not None else "unset",
         args.discriminator if args.discriminator is not None else "unset", len(INSTALLERS),
     )
-    transport = UdpTransport(node, host=args.listen, port=args.port)
+    transport = UdpTransport(node, host=args.listen, port=args.port,
+                             on_event=getattr(args, "on_event", None))
     try:
         transport.open()
     except OSError as exc:
