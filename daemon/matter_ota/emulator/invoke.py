@@ -8,6 +8,7 @@ IM status of a status-only answer, ``error`` why it failed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from matter_ota.im.messages import (
@@ -28,6 +29,13 @@ from matter_ota.node import Node
 IM = Protocol.INTERACTION_MODEL
 #: How long we wait for the InvokeResponse (connectedhomeip's default IM timeout is 30 s).
 RESPONSE_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationDone:
+    """Node event: an invocation got its answer (or failed); drivers wake up on it."""
+
+    invocation: Invocation
 
 
 class Invocation(ExchangeDelegate):
@@ -51,6 +59,7 @@ class Invocation(ExchangeDelegate):
         self.done = True
         exchange.delegate = None
         exchange.close()
+        exchange.node.emit(InvocationDone(self))
         try:
             if message.protocol_id != IM:
                 self.error = f"protocol 0x{message.protocol_id:04x} opcode {message.opcode}"
@@ -84,6 +93,7 @@ class Invocation(ExchangeDelegate):
         if not self.done:
             self.done = True
             self.error = f"exchange {reason.value}"
+            exchange.node.emit(InvocationDone(self))
 
 
 def invoke(node: Node, session: Session, endpoint: int, cluster: int, command: int,

@@ -173,9 +173,18 @@ class Requestor:
         return self.wait_until if self.stage is Stage.WAITING else None
 
     def poll(self, now: float) -> None:
-        """Take the node's events and move on as far as the answers received allow."""
+        """Take the node's events (a node of its own) and move on as far as it can."""
         while (event := self.node.next_event()) is not None:
             self._on_event(event, now)
+        self.advance(now)
+
+    def handle_event(self, event: object, now: float) -> None:
+        """An event of a node shared with other requestors (each takes its own)."""
+        self._on_event(event, now)
+        self.advance(now)
+
+    def advance(self, now: float) -> None:
+        """Move on as far as the answers received allow."""
         while True:
             before = self.stage
             self._step(now)
