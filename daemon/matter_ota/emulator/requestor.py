@@ -86,6 +86,7 @@ class Behaviour:
     max_block_size: int | None = None
     retry_delay: float = 60.0  # after a failed download, query again after this long
     max_queries: int = 20  # give up after this many QueryImage in one walk
+    connect_timeout: float = 40.0  # a CASE handshake not done by then is started again
 
 
 class _Mute(ExchangeDelegate):
@@ -144,6 +145,8 @@ class Requestor:
     _killed: bool = False
     _notify_pending: bool = False
     _queries: int = 0
+    _connect_deadline: float | None = None
+    _notify_retries: int = 0
 
     def __post_init__(self) -> None:
         self.version = self.identity.software_version
@@ -170,6 +173,8 @@ class Requestor:
         self._connect(now)
 
     def next_deadline(self) -> float | None:
+        if self.stage is Stage.CONNECTING:
+            return self._connect_deadline
         return self.wait_until if self.stage is Stage.WAITING else None
 
     def poll(self, now: float) -> None:
@@ -195,6 +200,13 @@ class Requestor:
         stage = self.stage
         if stage is Stage.CONNECTING:
             conn = self._connection
+            if conn is not None and not conn.done and self._connect_deadline is not None \
+                    and now >= self._connect_deadline:
+                # A responder that lost our handshake (e.g. evicted it) never answers Sigma3;
+                # start over rather than wait for ever.
+                self._log("CASE handshake timed out; connecting again")
+                self._connect(now)
+                return
             if conn is None or not conn.done:
                 return
             if conn.session is None:
@@ -246,6 +258,11 @@ class Requestor:
             inv = self._invocation
             if inv is not None and inv.done:
                 if not inv.ok:
+                    if inv.status is None and self._notify_retries < 2:
+                        # no answer at all (the provider lost our session): connect again
+                        self._notify_retries += 1
+                        self._connect(now)
+                        return
                     self._fail(f"NotifyUpdateApplied: {inv.error}")
                     return
                 self.notified.append(self.version)
@@ -257,6 +274,7 @@ class Requestor:
     def _connect(self, now: float) -> None:
         self.stage = Stage.CONNECTING
         self.session = None
+        self._connect_deadline = now + self.behaviour.connect_timeout
         self._connection = self.case.connect(self.fabric, self.provider_node_id,
                                              self.provider_addr, now)
 
