@@ -46,9 +46,10 @@ def parse_image_uri(uri: str) -> tuple[int, str]:
     m = _URI.match(uri)
     if m is None:
         raise ImageUriError(f"{uri!r} is not bdx://<16 upper-case hex digits>/<path>")
-    if "//" in m.group(2) or re.search(r"%(?![0-9A-Fa-f]{2})", m.group(2)):
+    path = m.group(2)
+    if path.startswith("/") or "//" in path or re.search(r"%(?![0-9A-Fa-f]{2})", path):
         raise ImageUriError(f"{uri!r}: malformed path")
-    return int(m.group(1), 16), m.group(2)
+    return int(m.group(1), 16), path
 
 
 def check_image_uri(uri: str, provider_node_id: int) -> str:
