@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 from datetime import UTC, datetime, time
 from pathlib import Path
@@ -297,3 +298,138 @@ def test_any_text_gives_a_config_or_config_error(text: str) -> None:
             parse(text, PROVIDER)
         except ConfigError as err:
             assert err.path == PROVIDER
+
+
+# --- structured fuzz: plausible documents with hostile values --------------------------------
+
+_weird_scalars = st.one_of(
+    st.sampled_from(["", "~", "null", "true", "0x", "0x1G", "-1", "1e400", "9" * 5000, "1:30",
+                     "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "25:61",
+                     "\"\"", "[]", "{}", "FFFF:FFFF:FFFF", "../x", "*", "&a x", "!!binary AA",
+                     "1_000", ".inf", "-.nan", "1.5h", "1d2h3m4s", "5-3", "3-", "xx:yy",
+                     "'0x1234567890ABCDEF1'", "Europe/../../etc", "\u00e9t\u00e9"]),
+    st.integers(-(2**70), 2**70).map(str),
+    st.text(st.characters(codec="ascii", exclude_categories=["Cc"]), max_size=12),
+)
+
+
+_PROVIDER_TEMPLATE: dict[str, object] = {
+    "node": {"vendor_id": "0xFFF1", "product_id": "0x8000", "discriminator": "3840",
+             "passcode": "20202021", "device_name": "x", "vendor_name": "x",
+             "product_name": "x"},
+    "network": {"port": "5540", "interfaces": "[eth0]", "ipv4": "true"},
+    "state_dir": "s", "firmware_dir": "f", "releases_file": "r.yaml",
+    "limits": {"max_sessions": "4", "max_concurrent_transfers": "4",
+               "commissioning_attempts": "3", "commissioning_window": "5m",
+               "bdx_idle_timeout": "5m", "busy_retry_base": "2m", "busy_retry_spread": "1m",
+               "update_applied_timeout": "1h"},
+    "dcl": {"url": "testnet", "ca_bundle": "ca.pem", "refresh_interval": "1h",
+            "cache_size": "1GiB", "request_timeout": "5s"},
+    "channels": {"beta": {"node_ids": "[1]", "fabrics": "['AB']", "vendor_ids": "[1]",
+                          "products": "['FFF1:8001']", "hardware_versions": "[1]",
+                          "locations": "[DE]"}},
+}
+_RELEASE_TEMPLATE: dict[str, object] = {
+    "channel": "production", "product": "'FFF1:8001'", "image": "a.ota", "version": "2",
+    "source": "local", "status": "LIVE", "rollout_percent": "10", "cohort_seed": f"'{SEED}'",
+    "released_at": "2026-11-29T18:00:00Z", "allow_downgrade": "false", "user_consent": "true",
+    "pinned": "[0x12]", "excluded": "['AB:12']", "hardware_versions": "['1-3']",
+    "failure_threshold": {"percent": "5", "min_sample": "20"},
+    "ramp": "[{percent: 20, after: 1d}]", "percent_since": "2026-11-30T00:00:00Z",
+    "maintenance_window": {"start": "'01:00'", "end": "'02:00'", "timezone": "UTC",
+                           "days": "[mon]"},
+    "stop_reason": "x",
+}
+
+
+def _leaves(tree: dict[str, object], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = []
+    for key, value in tree.items():
+        out.append((*prefix, key))
+        if isinstance(value, dict):
+            out.extend(_leaves(value, (*prefix, key)))
+    return out
+
+
+def _render(tree: dict[str, object], indent: str) -> str:
+    lines = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            lines.append(f"{indent}{key}:")
+            lines.append(_render(value, indent + "  "))
+        else:
+            lines.append(f"{indent}{key}: {value}")
+    return "\n".join(line for line in lines if line)
+
+
+def _mutated(template: dict[str, object], path: tuple[str, ...], value: str
+             ) -> dict[str, object]:
+    tree = dict(template)
+    if len(path) == 1:
+        tree[path[0]] = value
+    else:
+        inner = tree[path[0]]
+        assert isinstance(inner, dict)
+        tree[path[0]] = _mutated(inner, path[1:], value)
+    return tree
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(_leaves(_PROVIDER_TEMPLATE)), _weird_scalars)
+def test_any_value_anywhere_in_provider_gives_config_or_config_error(
+        path: tuple[str, ...], value: str) -> None:
+    text = _render(_mutated(_PROVIDER_TEMPLATE, path, value), "")
+    with contextlib.suppress(ConfigError):
+        parse_provider(text, PROVIDER)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(_leaves(_RELEASE_TEMPLATE)), _weird_scalars)
+def test_any_value_anywhere_in_a_release_gives_config_or_config_error(
+        path: tuple[str, ...], value: str) -> None:
+    text = "releases:\n  -\n" + _render(_mutated(_RELEASE_TEMPLATE, path, value), "    ")
+    with contextlib.suppress(ConfigError):
+        parse_releases(text, RELEASES)
+
+
+def test_templates_are_valid() -> None:
+    assert parse_provider(_render(_PROVIDER_TEMPLATE, ""), PROVIDER).channels[1].name == "beta"
+    text = "releases:\n  -\n" + _render(_RELEASE_TEMPLATE, "    ")
+    assert len(parse_releases(text, RELEASES).releases) == 1
+
+
+_HUGE = "9" * 5000
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"network:\n  port: {_HUGE}\n",
+        f"channels:\n  b:\n    hardware_versions: ['{_HUGE}']\n",
+        f"channels:\n  b:\n    node_ids: [{_HUGE}]\n",
+        f"dcl:\n  cache_size: {_HUGE}GiB\n",
+        f"limits:\n  bdx_idle_timeout: {_HUGE}\n",
+        f"limits:\n  bdx_idle_timeout: {_HUGE}d\n",
+        "state_dir: ~no-such-user-here/x\n",  # found by fuzzing: expanduser raised
+        "firmware_dir: \"a\\0b\"\n",
+    ],
+)
+def test_absurd_numbers_are_config_errors(text: str) -> None:
+    # Found by fuzzing: int() refuses 5000 digits with ValueError, inf overflowed int().
+    with pytest.raises(ConfigError):
+        parse_provider(text, PROVIDER)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"released_at": "0001-01-01T00:00:00+01:00"},
+        {"released_at": "9999-12-31T23:59:59-01:00"},
+        {"percent_since": "0001-01-01T00:00:00+01:00"},
+        {"version": _HUGE},
+        {"ramp": f"[{{percent: 5, after: {_HUGE}}}]"},
+    ],
+)
+def test_out_of_range_release_values_are_config_errors(extra: dict[str, str]) -> None:
+    with pytest.raises(ConfigError):
+        parse_releases(release_text(**extra), RELEASES)

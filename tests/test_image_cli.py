@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -290,3 +293,21 @@ def test_unwritable_output_is_named(
     code, _, err = run(capsys, "image", "extract", str(firmware), str(out))
     assert code == 1
     assert err == f"matter-ota: error: {out}: No such file or directory\n"
+
+
+def test_refusal_through_python_m_is_one_line_without_traceback(tmp_path: Path) -> None:
+    # `python -m matter_ota.cli` runs cli.py as __main__; CliError must still be caught there.
+    (tmp_path / "bad.ota").write_bytes(image(identifier=0))
+    daemon = Path(__file__).resolve().parent.parent / "daemon"
+    done = subprocess.run(
+        [sys.executable, "-m", "matter_ota.cli", "image", "verify", str(tmp_path / "bad.ota")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(daemon)},
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"matter-ota: error: {tmp_path / 'bad.ota'}: bad file identifier 0x00000000 "
+        "(a Matter OTA image starts with 0x1BEEF11E, little endian)\n"
+    )

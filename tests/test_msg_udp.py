@@ -251,3 +251,51 @@ def test_peer_address_keeps_ipv6_scope() -> None:
     assert _peer(("fe80::1", 5540, 0, 3)) == ("fe80::1%3", 5540)
     assert _peer(("::ffff:127.0.0.1", 5540, 0, 0)) == ("::ffff:127.0.0.1", 5540)
     assert _peer(("127.0.0.1", 5540)) == ("127.0.0.1", 5540)
+
+
+def test_port_in_use_is_an_operator_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from matter_ota.cli import main
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        assert main(["serve", "--listen", "127.0.0.1", "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot serve on UDP port {port}" in err and "Traceback" not in err
+
+
+def test_default_socket_serves_ipv4_with_ipv6_disabled() -> None:
+    """In a network namespace with IPv6 disabled by sysctl, the default socket still takes
+    IPv4 datagrams (kernels without IPv6 at all make it fall back to an IPv4 socket)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import uuid
+    from pathlib import Path
+
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and ip(8) for a network namespace")
+    name = f"msgv4-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "sysctl", "-qw",
+                        "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1",
+                        "net.ipv6.conf.lo.disable_ipv6=1"], check=True)
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        code = (
+            "import socket, select\n"
+            "from matter_ota.runtime.udp import open_socket\n"
+            "s = open_socket(None, 0)\n"
+            "c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "c.sendto(b'hi', ('127.0.0.1', s.getsockname()[1]))\n"
+            "select.select([s], [], [], 5)\n"
+            "print(s.recvfrom(16)[0].decode())\n"
+        )
+        root = Path(__file__).resolve().parents[1]
+        out = subprocess.run(["ip", "netns", "exec", name, sys.executable, "-c", code],
+                             env=dict(os.environ, PYTHONPATH=str(root / "daemon")),
+                             capture_output=True, text=True, timeout=60)
+        assert out.stdout.split() == ["hi"], out.stderr
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)

@@ -124,6 +124,20 @@ def test_round_trip_of_every_field(fields: dict[str, Any], payload: bytes) -> No
     assert tag is None and list(value) == sorted(value)
 
 
+@settings(max_examples=60, deadline=None)
+@given(fields=image_fields(), payload=st.binary(max_size=5000))
+def test_streaming_create_and_extract_match_the_in_memory_image(
+    fields: dict[str, Any], payload: bytes
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        source, image, out = Path(tmp) / "p.bin", Path(tmp) / "i.ota", Path(tmp) / "o.bin"
+        source.write_bytes(payload)
+        header = ota_image.create_image(source, image, **fields)
+        assert image.read_bytes() == build_image(payload, **fields)
+        assert ota_image.read_header(image) == header == ota_image.extract_payload(image, out)
+        assert out.read_bytes() == payload
+
+
 def test_header_bytes_of_a_known_image() -> None:
     # The bytes matter.js 0.16.11's OtaImageWriter wrote for these fields (test_ota_image_matterjs
     # checks that live); connectedhomeip's ota_image_tool.py builds the header with chip.tlv from
@@ -242,6 +256,12 @@ def test_bad_file_identifier() -> None:
     exc = refusal(raw_image(header_tlv(), identifier=0x1BEEF11F))
     assert exc.reason is Reason.BAD_FILE_IDENTIFIER
     assert str(exc).startswith("bad file identifier 0x1BEEF11F")
+
+
+def test_a_short_file_of_another_kind_is_not_called_truncated() -> None:
+    exc = refusal(b"PK\x03\x04\x14\x00")  # the start of a zip file
+    assert exc.reason is Reason.BAD_FILE_IDENTIFIER
+    assert refusal(b"\x1e\xf1\xee").reason is Reason.TRUNCATED  # could still be an image
 
 
 def test_truncated_at_every_byte() -> None:
@@ -491,6 +511,35 @@ def test_create_verify_extract_files(tmp_path: Path) -> None:
     assert ota_image.extract_payload(tmp_path / "fw.ota", tmp_path / "out.bin") == header
     assert (tmp_path / "out.bin").read_bytes() == payload
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fw.bin", "fw.ota", "out.bin"]
+
+
+def test_verify_of_a_truncated_file_fails_before_hashing(tmp_path: Path) -> None:
+    image = build_image(
+        bytes(3 << 20), vendor_id=1, product_id=2, software_version=3, software_version_string="3"
+    )
+    (tmp_path / "cut.ota").write_bytes(image[:-1])
+    seen: list[int] = []
+    with pytest.raises(OtaImageError) as exc:
+        ota_image.verify_image(tmp_path / "cut.ota", progress=lambda done, _: seen.append(done))
+    assert exc.value.reason is Reason.TRUNCATED
+    assert str(exc.value).startswith(f"truncated at byte {len(image) - 1}: ")
+    assert seen == []  # refused from the file's length, no payload read
+
+
+def test_images_from_a_pipe_are_checked_while_streaming(tmp_path: Path) -> None:
+    image = build_image(
+        b"x" * 100, vendor_id=1, product_id=2, software_version=3, software_version_string="3"
+    )
+    read_end, write_end = os.pipe()
+    os.write(write_end, image[:-1])
+    os.close(write_end)
+    try:
+        with pytest.raises(OtaImageError) as exc:
+            ota_image.verify_image(f"/dev/fd/{read_end}")
+    finally:
+        os.close(read_end)
+    assert exc.value.reason is Reason.TRUNCATED
+    assert str(exc.value).startswith(f"truncated at byte {len(image) - 1}: ")
 
 
 def test_extract_leaves_nothing_behind_on_a_bad_image(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from matterjs_support import matterjs_dir, results, run_node
 
 from matter_ota import ota_image
-from matter_ota.ota_image import OtaImageError, Reason
+from matter_ota.ota_image import OtaImageError
 
 pytestmark = pytest.mark.interop
 
@@ -155,22 +155,44 @@ def test_we_read_the_images_matterjs_writes(matterjs: Path, tmp_path: Path) -> N
         assert (tmp_path / "payload").read_bytes() == payload
 
 
-def test_matterjs_sha384_and_sha512_ids_are_swapped(matterjs: Path, tmp_path: Path) -> None:
-    """matter.js 0.16 numbers SHA-512 as 7 and SHA-384 as 8; the IANA registry (and the spec,
-    and connectedhomeip) say 7 = sha-384, 8 = sha-512. We refuse such images with a message
-    that names the inconsistency instead of calling them corrupt."""
-    base = {"vendorId": 1, "productId": 2, "softwareVersion": 3, "softwareVersionString": "3"}
-    lines = [
-        json.dumps({**base, "payload": "00" * 10, "imageDigestType": name}) + "\n"
-        for name in ("SHA-512", "SHA-384")
-    ]
-    out = run_node(HARNESS, matterjs, "write", str(tmp_path), stdin="".join(lines))
-    files = [result["file"] for result in results(out)]
-    messages = []
-    for file in files:
-        with pytest.raises(OtaImageError) as exc:
-            ota_image.verify_image(file)
-        assert exc.value.reason is Reason.INVALID_FIELD
-        messages.append(str(exc.value))
-    assert "is 64 bytes, sha-384 (type 7) digests are 48" in messages[0]
-    assert "is 48 bytes, sha-512 (type 8) digests are 64" in messages[1]
+# The digest types both sides compute: matter.js 0.17 hashes OTA payloads with sha-256, sha-384
+# and sha-512 only (it names sha3-256 but its WebCrypto backend cannot compute it).
+SHARED_DIGESTS = [("sha256", "SHA-256", 1), ("sha384", "SHA-384", 7), ("sha512", "SHA-512", 8)]
+
+
+@pytest.mark.parametrize(("ours", "theirs", "type_id"), SHARED_DIGESTS)
+def test_each_shared_digest_type_both_ways(
+    ours: str, theirs: str, type_id: int, matterjs: Path, tmp_path: Path
+) -> None:
+    payload = random.Random(type_id).randbytes(200_000)
+    fields = {
+        "vendor_id": 0xFFF1,
+        "product_id": 0x8000,
+        "software_version": 5,
+        "software_version_string": "5.0",
+    }
+    algorithm = ota_image.digest_by_name(ours)
+    image = ota_image.build_image(payload, digest=algorithm, **fields)
+    flipped = bytearray(image)
+    flipped[-1] ^= 0x80
+    (tmp_path / "ours.ota").write_bytes(image)
+    (tmp_path / "flipped.ota").write_bytes(flipped)
+    read, refused = read_with_matterjs(matterjs, [tmp_path / "ours.ota", tmp_path / "flipped.ota"])
+    assert read["header"]["imageDigestType"] == type_id
+    assert read["header"]["imageDigest"] == hashlib.new(ours, payload).hexdigest()
+    assert "digest mismatch" in refused["error"]
+
+    request = {
+        "vendorId": 0xFFF1,
+        "productId": 0x8000,
+        "softwareVersion": 5,
+        "softwareVersionString": "5.0",
+        "payload": payload.hex(),
+        "imageDigestType": theirs,
+    }
+    (written,) = results(
+        run_node(HARNESS, matterjs, "write", str(tmp_path), stdin=json.dumps(request) + "\n")
+    )
+    header = ota_image.verify_image(written["file"])
+    assert header.digest_type == type_id and header.digest_algorithm is algorithm
+    assert Path(written["file"]).read_bytes() == image

@@ -22,6 +22,8 @@ from typing import NoReturn
 
 import yaml
 
+from matter_ota.policy.model import IntRange, Product
+
 NULL_TAG = "tag:yaml.org,2002:null"
 BOOL_TAG = "tag:yaml.org,2002:bool"
 INT_TAG = "tag:yaml.org,2002:int"
@@ -187,7 +189,9 @@ class Doc:
         scalar = self.scalar(node, what)
         raw = str(scalar.value).replace("_", "").strip()
         value: int | None = None
-        if _INTEGER.fullmatch(raw) and scalar.tag != NULL_TAG:
+        # 40 characters hold any 64-bit id in any base; longer is a mistake (and int() of
+        # thousands of digits is refused by Python itself).
+        if len(raw) <= 40 and _INTEGER.fullmatch(raw) and scalar.tag != NULL_TAG:
             body = raw.lstrip("+-")[:2].lower()
             value = int(raw, 0) if body in ("0x", "0o", "0b") else int(raw, 10)
         if value is None:
@@ -243,7 +247,7 @@ class Doc:
     def size(self, node: yaml.Node, what: str) -> int:
         """Bytes, written ``1048576``, ``512MiB``, ``2GiB``, ``100MB``."""
         raw = self.text(node, what).strip()
-        match = re.fullmatch(r"([0-9]+)\s*([KMGT]i?B|B)?", raw, flags=re.IGNORECASE)
+        match = re.fullmatch(r"([0-9]{1,20})\s*([KMGT]i?B|B)?", raw, flags=re.IGNORECASE)
         if match is None:
             self.error(node, f"{what} {raw!r} is not a size", "write bytes or 512MiB, 2GiB")
         unit = (match.group(2) or "B").upper()
@@ -256,17 +260,49 @@ class Doc:
         raw = self.text(node, what).strip()
         try:
             value = datetime.fromisoformat(raw.replace(" ", "T", 1) if "T" not in raw else raw)
-        except ValueError:
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=UTC)
+            return value.astimezone(UTC)
+        except (ValueError, OverflowError):
             self.error(node, f"{what} {raw!r} is not an ISO 8601 time",
                        "write e.g. 2026-11-29T18:00:00Z")
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
 
     def resolve_path(self, node: yaml.Node, what: str) -> Path:
         """A path; relative ones resolve against the directory of this file."""
-        value = Path(self.text(node, what)).expanduser()
+        text = self.text(node, what)
+        if "\x00" in text:
+            self.error(node, f"{what} contains a NUL character", "write a plain path")
+        try:
+            value = Path(text).expanduser()
+        except RuntimeError:  # ~user of a user that does not exist
+            self.error(node, f"{what} {text!r}: cannot expand '~' (no such user or no home)",
+                       "write the full path")
         return value if value.is_absolute() else Path(os.path.normpath(self.path.parent / value))
+
+    def product(self, node: yaml.Node, what: str) -> Product:
+        """``VID:PID`` in hex, read as written (``"FFF1:8001"``)."""
+        text = self.text(node, what)
+        try:
+            return Product.parse(text)
+        except ValueError as exc:
+            self.error(node, f"{what}: {exc}", 'quote it: "FFF1:8001"')
+
+    def int_ranges(self, node: yaml.Node | None, what: str) -> tuple[IntRange, ...]:
+        """A list of 16-bit versions or inclusive ranges: ``[1, "3-5"]``."""
+        ranges = []
+        for item in self.sequence(node, what):
+            text = self.text(item, f"{what} entry").strip()
+            match = re.fullmatch(r"(\d{1,6})\s*(?:-\s*(\d{1,6}))?", text)
+            if match is None:
+                self.error(item, f"{what} entry {text!r} is not a version or range",
+                           "write 3 or \"3-7\"")
+            low = int(match.group(1))
+            high = int(match.group(2)) if match.group(2) else low
+            if high < low or high > 0xFFFF:
+                self.error(item, f"{what} entry {text!r}: ranges go low-high within 0..65535",
+                           'write the lower bound first, e.g. "3-7"')
+            ranges.append(IntRange(low, high))
+        return tuple(ranges)
 
 
 _INTEGER = re.compile(r"[+-]?(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|[0-9]+)")
@@ -283,6 +319,8 @@ _UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 def parse_duration(text: str) -> float | None:
     """Seconds from ``90``, ``1.5``, ``90s``, ``15m``, ``6h``, ``2d``, ``1h30m``; else None."""
     text = text.strip().lower()
+    if len(text) > 40:
+        return None
     if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
         return float(text)
     pos, total = 0, 0.0

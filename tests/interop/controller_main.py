@@ -7,6 +7,9 @@ stdout and can interleave with any line we print).
 Sub-commands::
 
     pase --ip A --port P --passcode N [--node-id X] [--timeout S]
+    pase-read --ip A --port P --passcode N [--node-id X] [--timeout S]
+        PASE, then one IM Read (BasicInformation.VendorID) over the PASE session: exercises the
+        secure message path (AES-CCM both ways, MRP acks) whatever the read's outcome
     discover --query TYPE[=VALUE] ... [--timeout S]      DiscoverCommissionableNodes
     pase-code --code C [--node-id X] [--timeout S]         EstablishPASESession (discovers)
     payload --cases FILE                                   SDK setup payload parse/generate
@@ -75,6 +78,37 @@ async def _pase(args: argparse.Namespace) -> int:
     finally:
         controller.shutdown()
     _report(ok=True, seconds=time.monotonic() - start)
+    return 0
+
+
+async def _pase_read(args: argparse.Namespace) -> int:
+    import chip.clusters as Clusters
+    from chip.exceptions import ChipStackError
+
+    controller = Controller(args)
+    start = time.monotonic()
+    try:
+        await asyncio.wait_for(
+            controller.ctrl.EstablishPASESessionIP(args.ip, args.passcode, args.node_id,
+                                                   args.port),
+            args.timeout,
+        )
+        try:
+            await asyncio.wait_for(controller.ctrl.ReadAttribute(
+                args.node_id, [(0, Clusters.BasicInformation.Attributes.VendorID)]), 5)
+            read = "ok"
+        except (TimeoutError, ChipStackError) as e:
+            read = f"{type(e).__name__}: {e}"
+    except TimeoutError:
+        _report(ok=False, error="timeout", seconds=time.monotonic() - start)
+        return 1
+    except ChipStackError as e:
+        _report(ok=False, error="chip", code=e.err, message=str(e),
+                seconds=time.monotonic() - start)
+        return 1
+    finally:
+        controller.shutdown()
+    _report(ok=True, read=read, seconds=time.monotonic() - start)
     return 0
 
 
@@ -159,6 +193,14 @@ async def _payload(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pase_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ip", required=True)
+    p.add_argument("--port", type=int, default=5540)
+    p.add_argument("--passcode", type=int, required=True)
+    p.add_argument("--node-id", type=int, default=0x1234)
+    p.add_argument("--timeout", type=float, default=20.0)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--storage", required=True, help="controller's JSON storage file")
@@ -166,12 +208,11 @@ def main() -> int:
     parser.add_argument("--result", required=True, help="file to write the JSON outcome to")
     sub = parser.add_subparsers(dest="command", required=True)
     pase = sub.add_parser("pase", help="open a PASE session by IP")
-    pase.add_argument("--ip", required=True)
-    pase.add_argument("--port", type=int, default=5540)
-    pase.add_argument("--passcode", type=int, required=True)
-    pase.add_argument("--node-id", type=int, default=0x1234)
-    pase.add_argument("--timeout", type=float, default=20.0)
+    _pase_options(pase)
     pase.set_defaults(func=_pase)
+    pase_read = sub.add_parser("pase-read", help="PASE by IP, then one IM read over it")
+    _pase_options(pase_read)
+    pase_read.set_defaults(func=_pase_read)
     disc = sub.add_parser("discover", help="DiscoverCommissionableNodes")
     disc.add_argument("--query", action="append", required=True,
                       help="chip.discovery.FilterType name, =VALUE for the filter (repeatable)")

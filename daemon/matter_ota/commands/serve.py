@@ -11,6 +11,7 @@ from collections.abc import Callable
 import anyio
 
 from matter_ota.cli import EXIT_USAGE, CliError
+from matter_ota.commands._case import install_case, load_fabric_files
 from matter_ota.commands._common import add_config_options
 from matter_ota.commands._pase import install_pase
 from matter_ota.commands.setup_code import add_device_options, payload_from_args
@@ -26,7 +27,7 @@ OTA_PROVIDER_DEVICE_TYPE = 0x0014  # Matter Device Library 11.x: OTA Provider
 
 # Protocol modules (PASE, CASE, IM, BDX) add themselves here: each is called once with the node
 # and the parsed arguments, and registers its handlers in the node's dispatch table.
-INSTALLERS: list[Callable[[Node, argparse.Namespace], None]] = [install_pase]
+INSTALLERS: list[Callable[[Node, argparse.Namespace], None]] = [install_pase, install_case]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,6 +44,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--passcode", type=int, default=None, help="setup passcode for commissioning")
     p.add_argument("--discriminator", type=int, default=None, help="12-bit discriminator")
+    p.add_argument(
+        "--fabric-file",
+        action="append",
+        metavar="FILE",
+        help="a fabric to answer CASE for (JSON from FabricInfo.to_dict; repeatable)",
+    )
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     add_device_options(p)
     p.add_argument("--no-mdns", action="store_true",
@@ -95,10 +102,12 @@ def run(args: argparse.Namespace) -> int:
         args.port, args.listen or "any", "set" if args.passcode is not None else "unset",
         args.discriminator if args.discriminator is not None else "unset", len(INSTALLERS),
     )
+    transport = UdpTransport(node, host=args.listen, port=args.port)
     try:
-        anyio.run(_serve, node, args)
+        transport.open()
     except OSError as exc:
         raise CliError(f"cannot serve on UDP port {args.port}: {exc.strerror or exc}") from exc
+    anyio.run(_serve, transport, args)
     log.info("event=stop component=serve")
     return 0
 
@@ -142,6 +151,8 @@ async def _advertise(args: argparse.Namespace, port: int) -> None:
                      "no_passcode" if args.passcode is None else "no_discriminator")
         else:
             await discovery.open_commissioning_window(params)
+        for fabric in load_fabric_files(list(args.fabric_file or [])):
+            await discovery.advertise_fabric(fabric)
         await anyio.sleep_forever()
     except (MdnsError, OSError) as exc:
         log.error("event=mdns_failed error=%s", exc)
@@ -150,8 +161,7 @@ async def _advertise(args: argparse.Namespace, port: int) -> None:
             await advertiser.close()
 
 
-async def _serve(node: Node, args: argparse.Namespace) -> None:
-    transport = UdpTransport(node, host=args.listen, port=args.port)
+async def _serve(transport: UdpTransport, args: argparse.Namespace) -> None:
     async with anyio.create_task_group() as tg:
         _host, port = await tg.start(transport.run)
         if args.no_mdns:

@@ -28,7 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from matter_ota.messaging.header import MessageHeader, ProtocolHeader
+from matter_ota.messaging.errors import MessageError
+from matter_ota.messaging.header import (
+    MAX_MESSAGE_SIZE,
+    MAX_SECURE_PAYLOAD,
+    MessageHeader,
+    ProtocolHeader,
+)
 from matter_ota.messaging.mrp import (
     MRP_MAX_TRANSMISSIONS,
     MRP_STANDALONE_ACK_TIMEOUT,
@@ -147,7 +153,9 @@ class Exchange:
         """Send a message on this exchange; returns its message counter.
 
         Any acknowledgement we owe the peer rides along (piggyback, 4.12.5.2). A reliable message
-        is retransmitted until acknowledged or :data:`MRP_MAX_TRANSMISSIONS` is reached.
+        is retransmitted until acknowledged or :data:`MRP_MAX_TRANSMISSIONS` is reached. A
+        message over :data:`~.header.MAX_MESSAGE_SIZE` raises :class:`MessageError` (nothing is
+        sent); :data:`~.header.MAX_SECURE_PAYLOAD` is the largest payload that always fits.
         """
         if self.closed:
             raise RuntimeError(f"exchange {self.exchange_id} is closed")
@@ -160,8 +168,13 @@ class Exchange:
             ack_counter=self._pending_ack,
             vendor_id=vendor_id,
         )
-        self._pending_ack = self._ack_deadline = None
         datagram, counter = self.session.encode(proto, payload)
+        if len(datagram) > MAX_MESSAGE_SIZE:
+            raise MessageError(
+                f"message of {len(datagram)} bytes exceeds {MAX_MESSAGE_SIZE} (payload "
+                f"{len(payload)}; at most {MAX_SECURE_PAYLOAD} on a secure session)"
+            )
+        self._pending_ack = self._ack_deadline = None
         self.manager.transmit(datagram, self.session.peer_addr)
         if reliable:
             now = self.manager.now

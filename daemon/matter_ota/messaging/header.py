@@ -60,6 +60,13 @@ _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 
 UNSECURED_SESSION_ID = 0
+
+# A Matter message travels in one UDP datagram on a path with the IPv6 minimum MTU: 1280 bytes
+# less the IPv6 (40) and UDP (8) headers (connectedhomeip: kMaxUDPAndIPHeaderSizeBytes = 48).
+MAX_MESSAGE_SIZE = 1280 - 48
+# Secure unicast overhead: message header 8, protocol header 6 + ack counter 4, MIC 16.
+SECURE_OVERHEAD = 8 + 6 + 4 + 16
+MAX_SECURE_PAYLOAD = MAX_MESSAGE_SIZE - SECURE_OVERHEAD
 MAX_NODE_ID = 0xFFFF_FFFF_FFFF_FFFF
 
 

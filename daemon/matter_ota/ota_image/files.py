@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -74,15 +75,24 @@ def _check_file_size(header: OtaImageHeader, file_size: int) -> None:
         )
 
 
+def _regular_file_size(stream: io.FileIO) -> int | None:
+    """The length of a regular file; None for pipes and devices, whose length is unknown."""
+    info = os.fstat(stream.fileno())
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
 def read_header(path: str | os.PathLike[str]) -> OtaImageHeader:
     """Read only the prefix and header of the image at ``path``; cheap enough for every query.
 
-    Also checks that the file's length matches TotalSize (one ``fstat``), so a truncated upload
-    is caught before an offer is made; the payload digest is checked by :func:`verify_image`.
+    Also checks that a regular file's length matches TotalSize (one ``fstat``), so a truncated
+    upload is caught before an offer is made; the payload digest is checked by
+    :func:`verify_image`.
     """
     with open(path, "rb", buffering=0) as stream:
         header = _read_header_from(stream)
-        _check_file_size(header, os.fstat(stream.fileno()).st_size)
+        size = _regular_file_size(stream)
+        if size is not None:
+            _check_file_size(header, size)
     return header
 
 
@@ -152,11 +162,14 @@ def _verify_stream(
     vendor_id: int | None,
     product_id: int | None,
     software_version: int | None,
+    file_size: int | None = None,
 ) -> OtaImageHeader:
     header = _read_header_from(stream)
     check_identity(
         header, vendor_id=vendor_id, product_id=product_id, software_version=software_version
     )
+    if file_size is not None:  # fail at once, not after hashing gigabytes
+        _check_file_size(header, file_size)
     algorithm = header.digest_algorithm
     hasher = algorithm.new()
     done = 0
@@ -197,6 +210,7 @@ def verify_image(
             vendor_id=vendor_id,
             product_id=product_id,
             software_version=software_version,
+            file_size=_regular_file_size(stream),
         )
 
 
@@ -248,6 +262,7 @@ def extract_payload(
                 vendor_id=None,
                 product_id=None,
                 software_version=None,
+                file_size=_regular_file_size(stream),
             )
         os.replace(partial, output)
     finally:

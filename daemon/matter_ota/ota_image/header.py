@@ -256,6 +256,7 @@ class OtaImageHeader:
 
 
 def _header_fields(header: OtaImageHeader) -> dict[int, object]:
+    """The TLV structure members of ``header``, in tag order, optional ones only when set."""
     fields: dict[int, object] = {
         Tag.VENDOR_ID: tlv.uint(header.vendor_id),
         Tag.PRODUCT_ID: tlv.uint(header.product_id),
@@ -271,9 +272,7 @@ def _header_fields(header: OtaImageHeader) -> dict[int, object]:
         fields[Tag.RELEASE_NOTES_URL] = header.release_notes_url
     fields[Tag.IMAGE_DIGEST_TYPE] = tlv.uint(header.digest_type)
     fields[Tag.IMAGE_DIGEST] = header.digest
-    # Plain int keys: the codec's context tags (the IntEnum members are ints already, but a
-    # plain dict keeps the encoder's type checks simple).
-    return {int(k): v for k, v in fields.items()}
+    return {int(tag): value for tag, value in fields.items()}  # plain ints: context tags
 
 
 def _bad(message: str) -> OtaImageError:
@@ -293,6 +292,14 @@ def _get_uint(fields: Mapping[object, object], tag: Tag) -> int | None:
             f"{_field(tag)} is {int(value)}, over its maximum {_UINT_LIMITS[tag]}",
         )
     return int(value)
+
+
+def _uint(fields: Mapping[object, object], tag: Tag) -> int:
+    """A mandatory unsigned field (presence was checked with the other mandatory fields)."""
+    value = _get_uint(fields, tag)
+    if value is None:
+        raise OtaImageError(Reason.MISSING_FIELD, f"missing mandatory {_field(tag)}")
+    return value
 
 
 def _get_str(fields: Mapping[object, object], tag: Tag) -> str | None:
@@ -340,8 +347,7 @@ def decode_header_tlv(data: bytes, *, header_size: int, total_size: int) -> OtaI
         names = ", ".join(f"{int(t)} ({_FIELD_NAMES[t]})" for t in missing)
         raise OtaImageError(Reason.MISSING_FIELD, f"missing mandatory field {names}")
 
-    version_string = _get_str(value, Tag.SOFTWARE_VERSION_STRING)
-    assert version_string is not None
+    version_string = _get_str(value, Tag.SOFTWARE_VERSION_STRING) or ""
     encoded_length = len(version_string.encode())
     if encoded_length > MAX_VERSION_STRING:
         raise OtaImageError(
@@ -361,8 +367,7 @@ def decode_header_tlv(data: bytes, *, header_size: int, total_size: int) -> OtaI
             f"1-{MAX_RELEASE_NOTES_URL}",
         )
 
-    digest_type = _get_uint(value, Tag.IMAGE_DIGEST_TYPE)
-    assert digest_type is not None
+    digest_type = _uint(value, Tag.IMAGE_DIGEST_TYPE)
     algorithm = digest_by_id(digest_type)
     digest = value[int(Tag.IMAGE_DIGEST)]
     if not isinstance(digest, bytes):
@@ -374,12 +379,10 @@ def decode_header_tlv(data: bytes, *, header_size: int, total_size: int) -> OtaI
             f"(type {digest_type}) digests are {algorithm.size}",
         )
 
-    vendor_id = _get_uint(value, Tag.VENDOR_ID)
-    product_id = _get_uint(value, Tag.PRODUCT_ID)
-    software_version = _get_uint(value, Tag.SOFTWARE_VERSION)
-    payload_size = _get_uint(value, Tag.PAYLOAD_SIZE)
-    assert vendor_id is not None and product_id is not None
-    assert software_version is not None and payload_size is not None
+    vendor_id = _uint(value, Tag.VENDOR_ID)
+    product_id = _uint(value, Tag.PRODUCT_ID)
+    software_version = _uint(value, Tag.SOFTWARE_VERSION)
+    payload_size = _uint(value, Tag.PAYLOAD_SIZE)
     expected_total = PREFIX_SIZE + header_size + payload_size
     if total_size != expected_total:
         raise OtaImageError(
@@ -404,19 +407,25 @@ def decode_header_tlv(data: bytes, *, header_size: int, total_size: int) -> OtaI
 
 
 def parse_prefix(prefix: bytes) -> tuple[int, int]:
-    """(total_size, header_size) from the 16-byte prefix; checks identifier and header limit."""
+    """(total_size, header_size) from the 16-byte prefix; checks identifier and header limit.
+
+    A file too short for the prefix but not starting with the identifier is reported as not an
+    image at all (bad file identifier), not as a truncated one.
+    """
+    if len(prefix) >= 4:
+        (identifier,) = struct.unpack_from("<I", prefix)
+        if identifier != FILE_IDENTIFIER:
+            raise OtaImageError(
+                Reason.BAD_FILE_IDENTIFIER,
+                f"bad file identifier 0x{identifier:08X} (a Matter OTA image starts with "
+                f"0x{FILE_IDENTIFIER:08X}, little endian)",
+            )
     if len(prefix) < PREFIX_SIZE:
         raise OtaImageError(
             Reason.TRUNCATED,
             f"truncated at byte {len(prefix)}: the fixed prefix needs {PREFIX_SIZE} bytes",
         )
-    identifier, total_size, header_size = PREFIX.unpack_from(prefix)
-    if identifier != FILE_IDENTIFIER:
-        raise OtaImageError(
-            Reason.BAD_FILE_IDENTIFIER,
-            f"bad file identifier 0x{identifier:08X} (a Matter OTA image starts with "
-            f"0x{FILE_IDENTIFIER:08X}, little endian)",
-        )
+    _, total_size, header_size = PREFIX.unpack_from(prefix)
     if header_size > MAX_HEADER_SIZE:
         raise OtaImageError(
             Reason.HEADER_TOO_LARGE,

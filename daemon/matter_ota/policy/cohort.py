@@ -8,27 +8,39 @@ anyone holding the seed recomputes, so the daemon, ``explain`` and every replica
 ``percent`` % of the score space. Its count is binomial: in a 20-device home, 10 % selects
 0 devices 12 % of the time and 4 or more 13 % of the time.
 
-*Ours* ranks the known devices of the channel and product by score and selects exactly
-``target(N) = floor(percent * N / 100 + u)`` of them, where ``u`` in [0, 1) is drawn from
-the seed (randomised rounding: the count is within one device of percent x N, and in
-expectation exactly that). Devices that were **offered** stay selected (sticky); the
-remaining places go to the lowest-scored devices not yet offered:
+*Ours* ranks the known devices of the channel and product by score. Devices that were
+**offered** stay selected (sticky); the other places go to the lowest-scored devices not
+yet offered, i.e. a prefix of one fixed ranking:
 
-    selected = offered + the (target(N) - |offered|) lowest-scored other known devices
+    selected = offered + the (count - |offered|) lowest-scored other known devices
+
+How many? Let ``natural`` be the offered devices plus the others whose score is under p
+(what the hash alone would add), ``t = floor(p*N + u)`` with ``u`` in [0, 1) drawn from the
+seed, and ``lo = ceil(p*N - 1)``:
+
+    count = clamp(natural, lo, t)        (``exact=True``: count = t)
+
+so ``p*N - 1 <= count < p*N + 1``: within one device of p x N at every N. Holding back
+surplus natural devices costs nothing (they were never offered and may be selected later),
+but adding devices the hash would not pick is permanent once they are offered; doing it
+only when the count would otherwise fall more than one device short is what keeps the
+first devices to report from being favoured while a fleet grows (the exact count t would
+give the first tenth of a growing 20-device fleet 16 % at p = 10 %, the others 9 %; this
+gives both the same share, see the README's table).
 
 Invariants (tests/test_cohort.py proves them with hypothesis):
 
-* ``offered`` only ever takes devices that are selected, so ``|offered| <= target(N)`` and
-  ``|selected| == target(N)`` exactly, at every N, because ``target`` never shrinks as N
-  or the percent grows.
+* ``natural``, ``lo`` and ``t`` never shrink as N or the percent grows or a selected device
+  is offered, so neither does ``count``; only selected devices are ever offered, so
+  ``|offered| <= count`` and ``|selected| == count`` at every N.
 * Sticky: an offered device stays selected whatever arrives later.
-* Increase only adds: with the same known and offered devices, a larger percent selects a
-  superset (a longer prefix of the same ranking).
+* Increase only adds: with the same known and offered devices, a larger percent gives a
+  count at least as large over the same ranking, so a superset.
 * Same seed, same ledger: the same devices, whatever order the facts were loaded in; stop
   and resume touch neither, so resume is the identical set.
-* No early-reporter bias: a place opens when ``percent * N / 100 + u`` crosses an integer,
-  at a random N, and goes to the lowest score among devices not yet offered; the devices
-  that reported early are not favoured (the README's table measures it).
+* No early-reporter bias: when the ledger knows the fleet (devices check in daily, so it
+  does by the time of a release), the selection is a function of the known devices and
+  the seed, not of who asks first; when the fleet grows during the rollout, see above.
 
 A device not yet known is judged as if it had just joined (N + 1), which is what the index
 will say once the daemon records it.
@@ -63,6 +75,24 @@ def target_count(percent: int, known: int, offset: int) -> int:
     return (percent * known * SCORE_SPACE + 100 * offset) // (100 * SCORE_SPACE)
 
 
+def floor_count(percent: int, known: int) -> int:
+    """ceil(percent * known / 100 - 1), at least 0: the fewest devices within one of p x N."""
+    return max(0, -((100 - percent * known) // 100))
+
+
+def natural_bound(percent: int) -> int:
+    """The smallest score the hash alone does not select: score * 100 < percent * 2**64."""
+    return -((-percent * SCORE_SPACE) // 100)
+
+
+def count_for(percent: int, known: int, offset: int, natural: int, exact: bool) -> int:
+    """How many devices are selected: clamp(natural, lo, t), or t when ``exact``."""
+    high = target_count(percent, known, offset)
+    if exact:
+        return high
+    return min(max(natural, floor_count(percent, known)), high)
+
+
 def hash_only_selected(seed: bytes, percent: int, ref: DeviceRef) -> bool:
     """The stateless baseline: score under percent % of the score space."""
     return score(seed, ref) * 100 < percent * SCORE_SPACE
@@ -83,14 +113,17 @@ class CohortIndex:
     :meth:`set_percent` when the percent grows.
     """
 
-    __slots__ = ("_cut", "_keys", "_offered", "_offset", "_percent", "_rest", "seed")
+    __slots__ = ("_bound", "_cut", "_keys", "_offered", "_offset", "_percent", "_rest",
+                 "_target", "exact", "seed")
 
     def __init__(self, seed: bytes | str, percent: int, known: Iterable[DeviceRef] = (),
-                 offered: Iterable[DeviceRef] = ()) -> None:
+                 offered: Iterable[DeviceRef] = (), *, exact: bool = False) -> None:
         self.seed = bytes.fromhex(seed) if isinstance(seed, str) else bytes(seed)
+        self.exact = exact
         if not 0 <= percent <= 100:
             raise ValueError(f"percent must be 0..100, not {percent}")
         self._percent = percent
+        self._bound = natural_bound(percent) << 128  # as a key: below it, score < bound
         self._offset = rounding_offset(self.seed)
         self._keys: dict[DeviceRef, int] = {}
         for ref in known:
@@ -103,6 +136,7 @@ class CohortIndex:
         offered_set = self._offered
         self._rest = sorted(k for ref, k in self._keys.items() if ref not in offered_set)
         self._cut = -1
+        self._target = 0
         self._recut()
 
     # --- reading ----------------------------------------------------------------------------
@@ -121,8 +155,8 @@ class CohortIndex:
 
     @property
     def target(self) -> int:
-        """How many devices the percent asks for at the current N."""
-        return target_count(self._percent, len(self._keys), self._offset)
+        """How many devices are selected at the current N (see the module docstring)."""
+        return self._target
 
     def is_known(self, ref: DeviceRef) -> bool:
         return ref in self._keys
@@ -136,9 +170,7 @@ class CohortIndex:
         if key is not None:
             return ref in self._offered or key <= self._cut
         key = _key(score(self.seed, ref), ref)
-        places = target_count(self._percent, len(self._keys) + 1, self._offset)
-        places -= len(self._offered)
-        return bisect.bisect_left(self._rest, key) < places
+        return bisect.bisect_left(self._rest, key) < self._places_with(key)
 
     def selected(self) -> set[DeviceRef]:
         """Every selected device (offered ones first, then the lowest-scored others)."""
@@ -163,16 +195,22 @@ class CohortIndex:
 
     def describe(self, ref: DeviceRef) -> str:
         """Why the device is in or out, in a sentence for ``explain``."""
-        n = len(self._keys) + (0 if ref in self._keys else 1)
-        target = target_count(self._percent, n, self._offset)
-        where = f"{self._percent} % of {n} known devices = {target} selected"
+        key = self._keys.get(ref)
+        offered = len(self._offered)
+        if key is None:
+            key = _key(score(self.seed, ref), ref)
+            n, places = len(self._keys) + 1, self._places_with(key)
+        else:
+            n, places = len(self._keys), self._places()
+        target = offered + places
         if ref in self._offered:
-            return f"offered before, so it stays selected ({where})"
-        rank = self.rank(ref)
-        places = max(0, target - len(self._offered))
-        inside = "inside" if rank < places else "outside"
-        return (f"ranked {rank + 1} of the devices not offered yet, {inside} the "
-                f"{places} open places ({where}, {len(self._offered)} already offered)")
+            return (f"offered before, so it stays selected ({target} of {n} known devices "
+                    f"selected at {self._percent} %)")
+        rank = bisect.bisect_left(self._rest, key)
+        return (f"ranked {rank + 1} of {n - offered} devices not offered yet, "
+                f"{'inside' if rank < places else 'outside'} the {places} open places "
+                f"({target} of {n} known devices selected at {self._percent} %, "
+                f"{offered} offered)")
 
     # --- updating (the daemon) --------------------------------------------------------------
 
@@ -207,11 +245,23 @@ class CohortIndex:
         if not 0 <= percent <= 100:
             raise ValueError(f"percent must be 0..100, not {percent}")
         self._percent = percent
+        self._bound = natural_bound(percent) << 128
         self._recut()
 
     def _places(self) -> int:
-        return max(0, self.target - len(self._offered))
+        return max(0, self._target - len(self._offered))
+
+    def _places_with(self, key: int) -> int:
+        # Open places if a device with this key (not known yet) joined now.
+        natural = len(self._offered) + bisect.bisect_left(self._rest, self._bound)
+        natural += key < self._bound
+        count = count_for(self._percent, len(self._keys) + 1, self._offset, natural,
+                          self.exact)
+        return max(0, count - len(self._offered))
 
     def _recut(self) -> None:
+        natural = len(self._offered) + bisect.bisect_left(self._rest, self._bound)
+        self._target = count_for(self._percent, len(self._keys), self._offset, natural,
+                                 self.exact)
         places = min(self._places(), len(self._rest))
         self._cut = self._rest[places - 1] if places > 0 else -1

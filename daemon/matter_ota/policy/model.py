@@ -16,14 +16,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time
-from typing import TYPE_CHECKING
+from functools import cached_property
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from matter_ota.policy.cohort import CohortIndex
 
 DEFAULT_CHANNEL = "production"
 
-# Matter Core 11.20.6.4.1 DownloadProtocolEnum: BDXSynchronous 0, BDXAsynchronous 1, HTTPS 2,
+# Matter Core 11.20.6.4.3 DownloadProtocolEnum: BDXSynchronous 0, BDXAsynchronous 1, HTTPS 2,
 # VendorSpecific 3. The provider serves BDX synchronous only.
 BDX_SYNCHRONOUS = 0
 BDX_ASYNCHRONOUS = 1
@@ -48,7 +49,7 @@ class Source(enum.Enum):
 
 
 class QueryStatus(enum.IntEnum):
-    """Matter Core 11.20.6.4.2 StatusEnum of QueryImageResponse."""
+    """Matter Core 11.20.6.4.1 StatusEnum of QueryImageResponse."""
 
     UPDATE_AVAILABLE = 0
     BUSY = 1
@@ -70,7 +71,7 @@ _STATUS_LABELS = {
 
 
 class ApplyAction(enum.IntEnum):
-    """Matter Core 11.20.6.4.3 ApplyUpdateActionEnum of ApplyUpdateResponse."""
+    """Matter Core 11.20.6.4.2 ApplyUpdateActionEnum of ApplyUpdateResponse."""
 
     PROCEED = 0
     AWAIT_NEXT_ACTION = 1
@@ -110,9 +111,12 @@ class Product:
         return cls(vid, pid)
 
 
-@dataclass(frozen=True, order=True)
-class DeviceRef:
-    """A device's identity on one fabric: (compressed fabric id, operational node id)."""
+class DeviceRef(NamedTuple):
+    """A device's identity on one fabric: (compressed fabric id, operational node id).
+
+    A named tuple, not a dataclass: it is the key of every ledger lookup, and tuples hash
+    and compare in C.
+    """
 
     fabric: int
     node: int
@@ -240,7 +244,7 @@ class Release:
     maintenance_window: MaintenanceWindow | None = None
     stop_reason: str | None = None
 
-    @property
+    @cached_property
     def key(self) -> ReleaseKey:
         return ReleaseKey(self.channel, self.product)
 
@@ -253,7 +257,7 @@ class Release:
         """DCL releases are read-only: the operator switches the source instead."""
         return self.source is Source.LOCAL
 
-    @property
+    @cached_property
     def seed_bytes(self) -> bytes:
         return bytes.fromhex(self.cohort_seed)
 
@@ -262,10 +266,10 @@ class Release:
         return self.stop_reason is not None and self.stop_reason.startswith(AUTO_STOP_PREFIX)
 
     def is_pinned(self, ref: DeviceRef) -> bool:
-        return any(m.matches(ref) for m in self.pinned)
+        return bool(self.pinned) and any(m.matches(ref) for m in self.pinned)
 
     def is_excluded(self, ref: DeviceRef) -> bool:
-        return any(m.matches(ref) for m in self.excluded)
+        return bool(self.excluded) and any(m.matches(ref) for m in self.excluded)
 
 
 AUTO_STOP_PREFIX = "auto-stop: "
@@ -287,7 +291,7 @@ class ImageInfo:
     """The facts of one OTA image the engine needs (from its header, or the DCL record).
 
     ``designator`` is the BDX file designator the ImageURI names. ``min_applicable`` and
-    ``max_applicable`` bound the device's current software version (Matter Core 11.21.2,
+    ``max_applicable`` bound the device's current software version (Matter Core 11.21,
     OTA image header tags 5 and 6); ``None`` means unbounded.
     """
 
@@ -374,7 +378,9 @@ class BusyPolicy:
     ``base`` seconds plus its own deterministic share of ``spread`` seconds."""
 
     max_transfers: int | None = None
-    base: int = 120  # Matter Core 11.20.6.5.2: Busy delays should be at least 120 s
+    # Matter Core 11.20.3.2 / 11.20.6.5.2.2; connectedhomeip's example provider never asks
+    # for less than 120 s ("the spec mentions ... at least 120 seconds").
+    base: int = 120
     spread: int = 600
 
 
@@ -399,6 +405,46 @@ class ReleaseState:
     outcomes: Mapping[ReleaseKey, OutcomeCounts] = field(default_factory=dict)
     busy: BusyPolicy = BusyPolicy()
 
+    # Lookups the engine makes per decision, resolved once per state. Treat a ReleaseState
+    # as immutable (make a new one with dataclasses.replace); only the CohortIndex objects
+    # inside may be updated in place.
+
+    @cached_property
+    def facts(self) -> dict[tuple[str, int, int], ReleaseFacts]:
+        """(channel, vendor id, product id) -> the release and its facts."""
+        table = {}
+        for key, release in self.releases.items():
+            cohort = self.cohorts.get(key)
+            if cohort is not None and cohort.seed != release.seed_bytes:
+                cohort = None  # built for an earlier seed: not this release's cohort
+            table[(key.channel, key.product.vendor_id, key.product.product_id)] = ReleaseFacts(
+                release, tuple(self.images.get(key, ())), cohort,
+                self.outcomes.get(key, _NO_OUTCOMES),
+            )
+        return table
+
+    @cached_property
+    def selector_channels(self) -> tuple[Channel, ...]:
+        """The channels that select devices, in config order (production excluded)."""
+        return tuple(c for c in self.channels if c.has_selectors)
+
+    @cached_property
+    def channel_names(self) -> frozenset[str]:
+        return frozenset(c.name for c in self.channels)
+
+
+_NO_OUTCOMES = OutcomeCounts()
+
+
+@dataclass(frozen=True)
+class ReleaseFacts:
+    """One release with the runtime facts about it, as :attr:`ReleaseState.facts` holds."""
+
+    release: Release
+    images: tuple[ImageInfo, ...]
+    cohort: CohortIndex | None
+    outcomes: OutcomeCounts
+
 
 def index_releases(releases: tuple[Release, ...] | list[Release]) -> dict[ReleaseKey, Release]:
     """Releases by (channel, product), for :attr:`ReleaseState.releases`."""
@@ -421,6 +467,7 @@ class Decision:
     image: ImageInfo | None = None
     delayed_action_time: int = 0
     user_consent_needed: bool = False
+    pinned: bool = False  # offered because pinned, not by the cohort: not a cohort offer
 
     @property
     def version(self) -> int | None:

@@ -23,6 +23,7 @@ unexpected exception while processing one is logged and never ends the loop.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import socket
@@ -35,13 +36,13 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
+from matter_ota.messaging.header import MAX_MESSAGE_SIZE
 from matter_ota.messaging.session import Address
 from matter_ota.node import Node
 
 log = logging.getLogger("matter_ota.udp")
 
 DEFAULT_PORT = 5540  # 4.3 / 2.5.6 Matter operational UDP port
-MAX_DATAGRAM = 1280  # 4.4.4: IPv6 minimum MTU bounds a Matter message
 SLOW_DATAGRAM = 0.050  # seconds of processing worth a log line
 RECV_BUFFER = 2048
 
@@ -69,23 +70,21 @@ def open_socket(host: str | None, port: int) -> socket.socket:
     """A bound non-blocking UDP socket: dual-stack ``[::]`` by default, IPv4 if no IPv6."""
     if host is None:
         try:
-            sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        except OSError:
-            host = "0.0.0.0"
-        else:
-            try:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-                sock.bind(("::", port))
-            except OSError:
-                sock.close()
+            return _bind(socket.AF_INET6, "::", port, v6only=False)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
                 raise
-            sock.setblocking(False)
-            return sock
+            log.info("event=ipv6_unavailable error=%s fallback=0.0.0.0", exc)
+            host = "0.0.0.0"
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return _bind(family, host, port, v6only=True)
+
+
+def _bind(family: int, host: str, port: int, *, v6only: bool) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
         sock.bind((host, port))
     except OSError:
         sock.close()
@@ -122,15 +121,16 @@ class UdpTransport:
         self._on_event = on_event
         self._prioritize = prioritize_sessions  # False: one FIFO (for measurements)
         self._sleep: anyio.CancelScope | None = None
+        self._socket: socket.socket | None = None
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[Address] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Serve until cancelled; ``task_status.started`` gets the bound (host, port)."""
-        sock = open_socket(self.host, self.port)
+        sock = self._socket if self._socket is not None else self.open()
+        self._socket = None
         try:
-            bound = sock.getsockname()
-            self.local_address = (str(bound[0]), int(bound[1]))
+            assert self.local_address is not None
             log.info("event=listening address=[%s]:%d", *self.local_address)
             task_status.started(self.local_address)
             while True:
@@ -154,6 +154,14 @@ class UdpTransport:
                 self._sleep = None
         finally:
             sock.close()
+
+    def open(self) -> socket.socket:
+        """Bind the socket now (``OSError`` if the port is taken); :meth:`run` then uses it."""
+        if self._socket is None:
+            self._socket = open_socket(self.host, self.port)
+            bound = self._socket.getsockname()
+            self.local_address = (str(bound[0]), int(bound[1]))
+        return self._socket
 
     def enqueue(self, data: bytes, addr: Address) -> bool:
         """File a received datagram by kind; False if its queue is full (dropped)."""
@@ -207,7 +215,7 @@ class UdpTransport:
 
     def _flush(self, sock: socket.socket) -> None:
         for data, (host, port) in self.node.datagrams_to_send():
-            if len(data) > MAX_DATAGRAM:
+            if len(data) > MAX_MESSAGE_SIZE:
                 log.warning("event=oversize_datagram size=%d peer=[%s]:%d", len(data), host, port)
             try:
                 sock.sendto(data, (host, port))  # UDP: a full buffer drops, MRP retransmits
