@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
 import signal
@@ -18,7 +19,7 @@ from matter_ota.commands.setup_code import add_device_options, payload_from_args
 from matter_ota.dnssd import Commissionable, CommissioningMode
 from matter_ota.node import Node
 from matter_ota.runtime.discovery import NodeDiscovery
-from matter_ota.runtime.mdns import Advertiser, MdnsError, discover_interfaces
+from matter_ota.runtime.mdns import Advertiser, MdnsError, NameConflict, discover_interfaces
 from matter_ota.runtime.udp import DEFAULT_PORT, UdpTransport
 
 log = logging.getLogger("matter_ota.serve")
@@ -152,7 +153,9 @@ async def _advertise(args: argparse.Namespace, port: int) -> None:
         else:
             await discovery.open_commissioning_window(params)
         for fabric in load_fabric_files(list(args.fabric_file or [])):
-            await discovery.advertise_fabric(fabric)
+            # A conflict is logged by the advertiser; the other fabrics still advertise.
+            with contextlib.suppress(NameConflict):
+                await discovery.advertise_fabric(fabric)
         await anyio.sleep_forever()
     except (MdnsError, OSError) as exc:
         log.error("event=mdns_failed error=%s", exc)
