@@ -107,6 +107,26 @@ def test_chip_controller_discovers_daemon_by_subtypes(ns: Namespace, tmp_path: P
         assert discover(ns, tmp_path / "other", f"LONG_DISCRIMINATOR={DISCRIMINATOR + 1}") == []
 
 
+def test_serve_says_goodbye_on_sigterm_and_no_mdns_means_silence(ns: Namespace,
+                                                                   tmp_path: Path) -> None:
+    with serve(ns, tmp_path / "daemon", *daemon_args()) as daemon:
+        assert daemon.wait_for("event=mdns_published"), daemon.log()
+        browser = Peer(ns, "browse", "--type", f"_L{DISCRIMINATOR}._sub._matterc._udp.local.",
+                       "--seconds", "4")
+        try:
+            assert browser.next_event()["event"] == "browsing"
+            assert browser.next_event()["event"] == "added"
+            daemon.proc.terminate()
+            daemon.proc.wait(timeout=15)
+            assert [e["event"] for e in browser.wait()] == ["removed"]
+        finally:
+            browser.stop()
+        assert "event=mdns_stopped" in daemon.log()
+    with serve(ns, tmp_path / "quiet", *daemon_args(), "--no-mdns") as daemon:
+        assert daemon.wait_for("event=mdns_disabled reason=no_mdns"), daemon.log()
+        assert discover(ns, tmp_path / "controller", f"LONG_DISCRIMINATOR={DISCRIMINATOR}") == []
+
+
 @pytest.mark.parametrize("kind", ["manual", "qr"])
 def test_chip_controller_opens_pase_from_setup_code(ns: Namespace, tmp_path: Path,
                                                     kind: str) -> None:
