@@ -157,3 +157,30 @@ def test_setup_code_command(capsys: pytest.CaptureFixture[str]) -> None:
 def test_serve_refuses_unknown_mdns_interface(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--port", "0", "--mdns-interface", "no-such-if0"]) == 2
     assert "no-such-if0" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- runtime helpers
+# (no sockets: the advertiser itself runs only inside network namespaces, tests/interop)
+
+
+def test_interfaces_and_host_name() -> None:
+    from matter_ota.runtime import mdns
+
+    chosen = mdns.discover_interfaces()
+    assert all(i.name != "lo" for i in chosen)
+    assert [i.name for i in mdns.discover_interfaces(["lo"])] == ["lo"]
+    with pytest.raises(mdns.MdnsError, match="no-such-if0"):
+        mdns.discover_interfaces(["no-such-if0"])
+    with_mac = mdns.Interface("eth0", 2, mac=bytes.fromhex("020000abcdef"))
+    without = mdns.Interface("wg0", 3)
+    assert mdns.default_host_name([without, with_mac]) == "020000ABCDEF.local."
+    assert re.fullmatch(r"[0-9A-F]{16}\.local\.", mdns.default_host_name([without]))
+
+
+def test_advertised_address_order() -> None:
+    from matter_ota.runtime import mdns
+
+    a = mdns.Interface("a", 1, ipv4=["10.0.0.1"], ipv6=["fe80::1", "fd00::1"])
+    b = mdns.Interface("b", 2, ipv4=["10.0.0.1", "192.0.2.7"], ipv6=["2001:db8::5"])
+    assert mdns.ordered_addresses([a, b]) == [
+        "fd00::1", "2001:db8::5", "fe80::1", "10.0.0.1", "192.0.2.7"]

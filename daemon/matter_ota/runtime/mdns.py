@@ -130,7 +130,7 @@ def default_host_name(interfaces: Sequence[Interface]) -> str:
     return f"{dnssd.random_host_name()}.{dnssd.DOMAIN}"
 
 
-def _sorted_addresses(interfaces: Sequence[Interface]) -> list[str]:
+def ordered_addresses(interfaces: Sequence[Interface]) -> list[str]:
     """IPv6 first (global/ULA before link-local), then IPv4; no duplicates."""
     v6 = [a for i in interfaces for a in i.ipv6]
     v6.sort(key=lambda a: ipaddress.IPv6Address(a.split("%")[0]).is_link_local)
@@ -192,7 +192,7 @@ class Advertiser:
         """Resolve interfaces, addresses and host name; open the mDNS sockets."""
         self.interfaces = discover_interfaces(self._interface_names)
         if self._addresses is None:
-            self._addresses = _sorted_addresses(self.interfaces)
+            self._addresses = ordered_addresses(self.interfaces)
         if not self._addresses:
             raise MdnsError("no IPv6 or IPv4 address to advertise on "
                             + (", ".join(i.name for i in self.interfaces) or "any interface"))
