@@ -167,7 +167,8 @@ class Advertiser:
         self._zc = zeroconf
         self._own_zc = zeroconf is None
         self._published: dict[str, _Published] = {}
-        self._tasks: set[asyncio.Future[object]] = set()
+        self._tasks: set[asyncio.Future[object]] = set()  # announcements, goodbyes
+        self._repeats: set[asyncio.Future[None]] = set()  # second subtype announcements
         self.interfaces: list[Interface] = []
 
     @property
@@ -268,11 +269,11 @@ class Advertiser:
         published = self._published.get(record.fqdn.lower())
         if published is None:
             raise MdnsError(f"{record.fqdn} is not published")
-        zc = self._zeroconf
+        info = self._info(record, record.service_type)
+        self._track(await self._zeroconf.async_update_service(info))
+        # Swap the subtype views with no await in between: no query sees neither.
         self._remove_views(published, goodbye=[
             v for v in published.views if v.type not in record.subtype_types()])
-        info = self._info(record, record.service_type)
-        self._track(await zc.async_update_service(info))
         views = self._add_views(info, record)
         self._published[record.fqdn.lower()] = _Published(record, info, views)
         self._announce_subtypes(views)
@@ -296,6 +297,8 @@ class Advertiser:
         """Withdraw everything (goodbyes sent before the sockets close), then close."""
         if self._zc is None:
             return
+        for repeat in list(self._repeats):
+            repeat.cancel()  # a second announcement of what we are withdrawing
         for published in list(self._published.values()):
             await self.withdraw(published.record)
         if self._tasks:
@@ -338,7 +341,9 @@ class Advertiser:
             if current and self._zc is not None:
                 self._send_pointers(current, ttl=None)
 
-        self._track(asyncio.ensure_future(again()))
+        repeat = asyncio.ensure_future(again())
+        self._repeats.add(repeat)
+        repeat.add_done_callback(self._repeats.discard)
 
     def _is_current(self, view: ServiceInfo) -> bool:
         if self._zc is None:
