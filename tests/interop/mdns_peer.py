@@ -3,7 +3,7 @@
 Sub-commands (one JSON object per line on stdout)::
 
     fabric --node-id N --fabric-id F [--interface IF]   our NodeDiscovery advertising a fabric
-                                                         until SIGTERM (then goodbyes)
+           [--refresh-every S]                           until SIGTERM (then goodbyes)
     operational --compressed-fabric-id C --node-id N     our Advertiser publishing _matter
                                                          (no rename: reports a conflict)
     commissionable --instance NAME [--interface IF]      our Advertiser publishing _matterc
@@ -63,8 +63,19 @@ async def fabric(args: argparse.Namespace) -> None:
         emit(event="published", instance=record.instance, subtypes=list(record.subtypes),
              compressed_fabric_id=info.compressed_fabric_id.hex().upper(), host=advertiser.host,
              addresses=advertiser.addresses)
+        if args.refresh_every:
+            refresher = asyncio.ensure_future(refresh(advertiser, args.refresh_every))
         await until_terminated()
+        if args.refresh_every:
+            refresher.cancel()
     emit(event="closed")
+
+
+async def refresh(advertiser: Advertiser, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        if await advertiser.refresh_addresses():
+            emit(event="addresses", addresses=advertiser.addresses, at=time.monotonic())
 
 
 async def operational(args: argparse.Namespace) -> None:
@@ -155,6 +166,7 @@ def main() -> None:
     p.add_argument("--node-id", type=lambda s: int(s, 0), required=True)
     p.add_argument("--fabric-id", type=lambda s: int(s, 0), required=True)
     p.add_argument("--interface", action="append")
+    p.add_argument("--refresh-every", type=float, default=0.0)
     p.set_defaults(func=fabric)
     p = sub.add_parser("operational")
     p.add_argument("--compressed-fabric-id", type=lambda s: int(s, 0), required=True)

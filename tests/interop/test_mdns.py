@@ -270,6 +270,28 @@ def test_zeroconf_browser_resolves_operational_record(ns: Namespace) -> None:
             browser.stop()
 
 
+def test_address_change_is_re_announced(ns: Namespace) -> None:
+    node = Peer(ns, "fabric", "--node-id", "0x77", "--fabric-id", "0x5", "--interface", "dev0",
+                "--refresh-every", "0.5")
+    try:
+        published = node.next_event()
+        assert published["event"] == "published"
+        assert ns.device_v6 in published["addresses"]
+        new_v6 = "fd00:6d61::99"
+        ns.run(["ip", "addr", "add", f"{new_v6}/64", "dev", "dev0", "nodad"])
+        ns.run(["ip", "addr", "del", f"{ns.device_v6}/64", "dev", "dev0"])
+        changed = node.next_event()
+        assert changed["event"] == "addresses", changed
+        assert new_v6 in changed["addresses"] and ns.device_v6 not in changed["addresses"]
+        browser = Peer(ns, "browse", "--type", "_matter._tcp.local.", "--seconds", "3")
+        events = [e for e in browser.wait() if e["event"] == "added"]
+        assert events and events[0]["resolved"], events
+        assert new_v6 in events[0]["addresses"] and ns.device_v6 not in events[0]["addresses"]
+        assert ns.device_v4 in events[0]["addresses"]
+    finally:
+        node.stop()
+
+
 def test_update_withdraws_dropped_subtype_and_changes_txt(ns: Namespace) -> None:
     """Closing the window (CM=0): a `_CM` browser sees the goodbye; a browser started after
     that finds the instance with CM=0 under `_matterc` and nothing under `_CM`.

@@ -24,6 +24,7 @@ from matter_ota.runtime.udp import DEFAULT_PORT, UdpTransport
 
 log = logging.getLogger("matter_ota.serve")
 
+ADDRESS_CHECK_INTERVAL = 30.0  # seconds between checks of the advertised addresses
 OTA_PROVIDER_DEVICE_TYPE = 0x0014  # Matter Device Library 11.x: OTA Provider
 
 # Protocol modules (PASE, CASE, IM, BDX) add themselves here: each is called once with the node
@@ -156,7 +157,9 @@ async def _advertise(args: argparse.Namespace, port: int) -> None:
             # A conflict is logged by the advertiser; the other fabrics still advertise.
             with contextlib.suppress(NameConflict):
                 await discovery.advertise_fabric(fabric)
-        await anyio.sleep_forever()
+        while True:  # addresses come and go (DHCP, SLAAC privacy addresses)
+            await anyio.sleep(ADDRESS_CHECK_INTERVAL)
+            await advertiser.refresh_addresses()
     except (MdnsError, OSError) as exc:
         log.error("event=mdns_failed error=%s", exc)
     finally:

@@ -163,6 +163,7 @@ class Advertiser:
     ) -> None:
         self._interface_names = list(interfaces) if interfaces else None
         self._addresses = list(addresses) if addresses else None
+        self._fixed_addresses = bool(addresses)
         self._host = host
         self._zc = zeroconf
         self._own_zc = zeroconf is None
@@ -288,6 +289,32 @@ class Advertiser:
         self._remove_views(published, goodbye=published.views)
         self._track(await self._zeroconf.async_unregister_service(published.info))
         log.info("event=mdns_withdrawn instance=%s", record.fqdn)
+
+    async def refresh_addresses(self) -> bool:
+        """Re-read the interfaces' addresses; if they changed, re-announce every record with the
+        new A/AAAA set (sent with the cache-flush bit, so browsers replace the old ones).
+
+        Returns True when something changed. A no-op with explicit ``addresses``.
+        """
+        if self._fixed_addresses or self._zc is None:
+            return False
+        try:
+            interfaces = discover_interfaces(self._interface_names)
+        except MdnsError as exc:  # an interface went away: keep what we have, say so
+            log.warning("event=mdns_refresh_failed error=%s", exc)
+            return False
+        addresses = ordered_addresses(interfaces)
+        if not addresses or set(addresses) == set(self._addresses or []):
+            return False
+        log.info("event=mdns_addresses old=%s new=%s", ",".join(self._addresses or []),
+                 ",".join(addresses))
+        self.interfaces, self._addresses = interfaces, addresses
+        if self._own_zc:
+            # Sockets follow the interfaces too (senders bound to a vanished address).
+            await self._zc.async_update_interfaces()
+        for published in list(self._published.values()):
+            await self.update(published.record)
+        return True
 
     def published(self) -> list[ServiceRecord]:
         """The records currently advertised."""
