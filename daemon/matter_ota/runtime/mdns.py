@@ -1,10 +1,11 @@
 """Publish the node's DNS-SD records (:mod:`matter_ota.dnssd`) over mDNS with python-zeroconf.
 
-:class:`Advertiser` owns one ``AsyncZeroconf`` bound to the chosen interfaces (default: every
-interface that is up, multicast-capable and not loopback), advertises their IPv6 and IPv4
-addresses under a MAC-derived host name (12 upper-case hex digits, as connectedhomeip does; 16
-random ones when no MAC is readable), and registers, updates and withdraws
-:class:`~matter_ota.dnssd.ServiceRecord` s.
+:class:`Advertiser` owns one ``AsyncZeroconf`` (sockets on every interface), advertises the
+IPv6 and IPv4 addresses of the chosen interfaces (default: every interface that is up,
+multicast-capable and not loopback) under a MAC-derived host name (12 upper-case hex digits,
+as connectedhomeip does; 16 random ones when no MAC is readable), and registers, updates and
+withdraws :class:`~matter_ota.dnssd.ServiceRecord` s. Addresses are re-read on
+:meth:`Advertiser.refresh_addresses` and the records re-announced when they changed.
 
 **Subtypes.** python-zeroconf registers one type per service name, but a Matter commissionable
 node needs up to five subtype PTRs (``_L``, ``_S``, ``_V``, ``_T``, ``_CM``) beside its main PTR.
@@ -208,7 +209,7 @@ class Advertiser:
             # Sockets on every interface, IPv6 and IPv4; ``interfaces`` selects what we
             # advertise. (python-zeroconf 0.154 bound to an explicit list of IPv4 addresses
             # and IPv6 indexes leaves an IPv4 browser's first query unanswered once two
-            # services share the host: found in tests/interop/test_mdns.py's setting.)
+            # services share the host; seen while writing tests/interop/test_mdns.py.)
             self._zc = AsyncZeroconf(interfaces=InterfaceChoice.All, ip_version=IPVersion.All)
             await self._zc.zeroconf.async_wait_for_start()
         log.info("event=mdns_started host=%s interfaces=%s addresses=%s", self._host,
