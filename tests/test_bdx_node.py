@@ -328,3 +328,20 @@ def test_any_message_sequence_leaves_the_server_consistent(
     assert len(started) == 1 and len(ended) == 1
     assert len(net.server.table) == 0 and net.server._exchanges == {}
     assert len(net.provider.exchanges) == 0
+
+
+def test_shutdown_ends_every_transfer() -> None:
+    lookup = Lookup()
+    net = BdxNet(lookup)
+    for dev in [net.add_device() for _ in range(3)]:
+        dev.download(DESIGNATOR.encode(), io.BytesIO())
+    net.step()
+    assert len(net.server.table) == 3
+    net.server.shutdown(net.now)
+    net.drain()
+    failed = of(net.provider_events, TransferFailed)
+    assert [f.reason for f in failed] == [FailReason.SHUTDOWN] * 3
+    assert all(f.reason.store_state == "aborted" for f in failed)
+    assert len(net.server.table) == 0 and all(image.closed for image in lookup.opened)
+    net.advance(1.0)
+    assert len(net.provider.exchanges) == 0
