@@ -99,6 +99,8 @@ def test_resume_and_skip() -> None:
     dl = dev.download(DESIGNATOR.encode(), sink, start_offset=123_456)
     net.run()
     assert dl.receiver.state is ReceiverState.DONE and sink.getvalue() == IMAGE[123_456:]
+    last = of(net.provider_events, TransferProgress)[-1]
+    assert last.position == len(IMAGE) and last.bytes_sent == len(IMAGE) - 123_456
     sink = io.BytesIO()
     dl = dev.download(DESIGNATOR.encode(), sink, max_block_size=1000, skips={3: 50_000})
     net.run()

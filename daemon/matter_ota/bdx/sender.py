@@ -16,7 +16,10 @@ then aborts the transfer and the node sends the StatusReport.
                      BlockAckEOF(k) → done. BlockQueryWithSkip moves ahead first; a BlockAck
                      between blocks only resets the idle timer.
     sender drive     ReceiveInit → ReceiveAccept + Block(0); BlockAck(n) → Block(n+1) …
-                     BlockEOF(k); BlockAckEOF(k) → done.
+                     BlockEOF(k); BlockAckEOF(k) → done. The accept and the first block
+                     leave back to back (two reliable messages in flight on the exchange;
+                     receivers acknowledge each). connectedhomeip and matter.js requestors
+                     use receiver drive, which we prefer.
 
 Block counters start at 0 and wrap at 2^32 (11.22.6.1).
 """
@@ -148,10 +151,13 @@ class TransferStarted:
 
 @dataclass(frozen=True, slots=True)
 class TransferProgress:
+    """``position`` is the image offset reached: where a resumed transfer would start."""
+
     transfer_id: int
     device: Hashable
     bytes_sent: int
     length: int
+    position: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,7 +407,7 @@ class SenderTransfer:
         if self.bytes_sent >= self._next_progress or eof:
             self._next_progress = self.bytes_sent + self.config.progress_step
             self._emit(TransferProgress(self.transfer_id, self.device, self.bytes_sent,
-                                        self.length))
+                                        self.length, self.position))
         return Send(Opcode.BLOCK_EOF if eof else Opcode.BLOCK, encode_block(counter, data))
 
     def _close_image(self) -> None:
