@@ -26,8 +26,8 @@ from matter_ota.bdx.sender import (
     SenderTransfer,
     State,
     TransferCompleted,
-    TransferTable,
 )
+from matter_ota.bdx.transfers import TransferTable
 from matter_ota.messaging.status import SecureChannelOpcode
 from matter_ota.ota_image import build_image
 

@@ -36,8 +36,8 @@ from matter_ota.bdx.sender import (
     TransferFailed,
     TransferProgress,
     TransferStarted,
-    TransferTable,
 )
+from matter_ota.bdx.transfers import TransferTable
 from matter_ota.messaging.header import MAX_SECURE_PAYLOAD
 
 IMAGE = bytes((i * 7 + 3) % 251 for i in range(10_000))

@@ -2,7 +2,7 @@
 
 :class:`BdxServer` registers ReceiveInit (BDX 0x04) in the node's dispatch table for the
 session kinds given (CASE only by default: OTA requestors reach the provider over CASE; tests
-may add PASE explicitly). A ReceiveInit opens a transfer in the :class:`~.sender.TransferTable`
+may add PASE explicitly). A ReceiveInit opens a transfer in the :class:`~.transfers.TransferTable`
 on that exchange; the rest of the transfer arrives through the exchange delegate. A SendInit is
 refused with TRANSFER_METHOD_NOT_SUPPORTED: the provider never receives files.
 
@@ -25,8 +25,8 @@ from matter_ota.bdx.sender import (
     Send,
     SenderConfig,
     SenderTransfer,
-    TransferTable,
 )
+from matter_ota.bdx.transfers import TransferTable
 from matter_ota.messaging.errors import MessageError
 from matter_ota.messaging.exchange import CloseReason, Exchange, ExchangeDelegate, Message
 from matter_ota.messaging.session import SecureSession, Session, SessionKind
