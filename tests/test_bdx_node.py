@@ -340,7 +340,10 @@ def test_shutdown_ends_every_transfer() -> None:
     net.step()
     assert len(net.server.table) == 3
     net.server.shutdown(net.now)
-    net.drain()
+    net.run()
+    for dev in net.devices:  # each device is told, it does not wait for its idle timeout
+        (failed_download,) = of(dev.events, DownloadFailed)
+        assert status_of(failed_download.report) is StatusCode.TRANSFER_FAILED_UNKNOWN_ERROR
     failed = of(net.provider_events, TransferFailed)
     assert [f.reason for f in failed] == [FailReason.SHUTDOWN] * 3
     assert all(f.reason.store_state == "aborted" for f in failed)
