@@ -65,11 +65,15 @@ class VendorCluster(Cluster):
         super().__init__()
         self.items = [f"item-{i:03d}-" + "x" * 30 for i in range(items)]
 
+    def _broken(self, _ctx: Context) -> int:
+        raise RuntimeError("a bug in a cluster")
+
     def attributes(self) -> Sequence[Attribute]:
         big = [Attribute(0x10 + i, tlv.Str(), lambda _c, i=i: chr(0x61 + i) * 300)
                for i in range(8)]
         return [*big, Attribute(0x0001, tlv.ArrayOf(tlv.Str()), lambda _c: self.items,
-                                self._write_items)]
+                                self._write_items),
+                Attribute(0x0002, tlv.U8, self._broken, lambda _c, _v: self._broken(_c))]
 
     def _write_items(self, _ctx: Context, value: list[str]) -> None:
         self.items = value
@@ -233,6 +237,16 @@ def test_chunked_read_stops_when_client_refuses() -> None:
     assert len(setup.server_node.exchanges) == 0
 
 
+def test_failing_attribute_fails_only_its_path(caplog: pytest.LogCaptureFixture) -> None:
+    setup = make_setup(privilege=Privilege.OPERATE, extra=VendorCluster())
+    got = values(read(setup, path(0, VendorCluster.ID, 2), path(0, BASIC, 2))
+                  .attribute_reports())
+    assert got == {(0, VendorCluster.ID, 2): ("status", Status.FAILURE), (0, BASIC, 2): 0xFFF1}
+    assert write(setup, AttributeDataIB(path=path(0, VendorCluster.ID, 2), data=tlv.uint(1))) \
+        == [Status.FAILURE]
+    assert "event=read_error" in caplog.text and "event=write_error" in caplog.text
+
+
 def test_malformed_request_gets_invalid_action() -> None:
     setup = make_setup(privilege=Privilege.VIEW)
     conv = setup.client.send(Opcode.READ_REQUEST, b"\x15\x18\x18")
@@ -376,7 +390,25 @@ def test_timed_window_closes_its_exchange() -> None:
     exchange.send(IM, Opcode.TIMED_REQUEST, TimedRequest(timeout=100).encode())
     client.pump()
     assert len(setup.server_node.exchanges) == 1
-    client.advance(0.2)
+    client.advance(3.0)  # past the window: a late invoke is still told TIMEOUT...
+    request = InvokeRequest(suppress_response=False, timed_request=True, invoke_requests=[
+        CommandDataIB(path=CommandPathIB(endpoint=0, cluster=VendorCluster.ID, command=0),
+                      fields={0: tlv.uint(41)})])
+    exchange.send(IM, Opcode.INVOKE_REQUEST, request.encode())
+    client.pump()
+    assert status_of(conv.last()) == Status.TIMEOUT
+    client.advance(0.5)  # the client's standalone ack
+    assert len(setup.server_node.exchanges) == 0  # ...and the exchange is done
+
+
+def test_silent_timed_request_expires() -> None:
+    setup = make_setup(privilege=Privilege.OPERATE, extra=VendorCluster())
+    client = setup.client
+    exchange = client.node.new_exchange(client.session, Conversation(keep_open=True),
+                                        client.now)
+    exchange.send(IM, Opcode.TIMED_REQUEST, TimedRequest(timeout=100).encode())
+    client.pump()
+    client.advance(6.0)
     assert len(setup.server_node.exchanges) == 0
 
 

@@ -60,6 +60,9 @@ log = logging.getLogger("matter_ota.im")
 #: Basic Information MaxPathsPerInvoke (we announce 1: one command per InvokeRequest).
 MAX_PATHS_PER_INVOKE = 1
 
+#: How long a timed exchange stays open after its window, to answer a late action TIMEOUT.
+TIMED_GRACE = 5.0
+
 IMHandler = Callable[[Exchange, Message, bool], None]
 
 
@@ -252,7 +255,9 @@ class InteractionServer:
         timeout = request.timeout / 1000.0
         send_status(exchange, Status.SUCCESS)
         exchange.delegate = _TimedWindow(self, message.received_at + timeout)
-        exchange.set_response_timeout(timeout)
+        # The exchange outlives the window a little so that a late action is told TIMEOUT
+        # rather than taken for a new, mismatched request.
+        exchange.set_response_timeout(timeout + TIMED_GRACE)
 
     def _after_timed(self, exchange: Exchange, message: Message, deadline: float) -> None:
         if message.protocol_id != Protocol.INTERACTION_MODEL or \
@@ -315,7 +320,14 @@ class InteractionServer:
                     value = attr.type.from_value(data.data, f"attribute 0x{attr.id:X}")
             except tlv.TLVError as exc:
                 raise IMStatusError(Status.CONSTRAINT_ERROR, reason=str(exc)) from None
-            attr.write(ctx, value)
+            try:
+                attr.write(ctx, value)
+            except IMStatusError:
+                raise
+            except Exception:  # a cluster's bug fails its path, not the whole write
+                log.exception("event=write_error endpoint=%d cluster=0x%04X attribute=0x%04X",
+                              path.endpoint, path.cluster, path.attribute)
+                raise IMStatusError(Status.FAILURE, reason="write handler error") from None
         except IMStatusError as err:
             log.info("event=write_refused endpoint=%d cluster=0x%04X attribute=0x%04X "
                      "status=%s reason=%s", path.endpoint, path.cluster, path.attribute,
