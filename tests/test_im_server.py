@@ -631,3 +631,19 @@ def test_unanswered_report_ends_subscription_after_mrp_gives_up() -> None:
     assert len(setup.server.subscriptions) == 1  # the keep-alive is being retransmitted
     setup.client.advance(30.0)
     assert len(setup.server.subscriptions) == 0
+
+
+def test_acl_change_outside_im_is_a_data_change() -> None:
+    setup = make_setup(privilege=Privilege.ADMINISTER)
+    inbox = ReportInbox(setup.client.node)
+    subscribe(setup, 0, 60, path(0, ACL_CLUSTER, 0))
+    cluster = setup.model.cluster(0, ACL_CLUSTER)
+    assert cluster is not None
+    before = cluster.data_version
+    entries = [*setup.acl.entries(FABRIC), AccessControlEntry(FABRIC, Privilege.VIEW,
+                                                              AuthMode.CASE)]
+    setup.acl.set_entries(FABRIC, entries)
+    assert cluster.data_version != before
+    setup.client.advance(0.1)
+    [(_, report)] = inbox.reports
+    assert len(values(report.attribute_reports or [])[(0, ACL_CLUSTER, 0)]) == 2

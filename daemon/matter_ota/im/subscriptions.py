@@ -18,6 +18,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from matter_ota.im.acl import Subject
 from matter_ota.im.messages import (
@@ -178,14 +179,14 @@ class Subscriptions:
     def __len__(self) -> int:
         return len(self.active)
 
-    def create(self, **kwargs: object) -> Subscription:
-        """A new (priming) subscription with a fresh id; raises if the table is full."""
+    def create(self, **fields: Any) -> Subscription:
+        """A new (priming) subscription with a fresh id; OverflowError if the table is full."""
         if len(self.active) >= MAX_SUBSCRIPTIONS:
             raise OverflowError("subscription table full")
         sub_id = self._randbits(32)
         while sub_id in self.active:
             sub_id = self._randbits(32)
-        sub = Subscription(id=sub_id, **kwargs)  # type: ignore[arg-type]
+        sub = Subscription(id=sub_id, **fields)
         self.active[sub_id] = sub
         return sub
 
