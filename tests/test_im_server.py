@@ -247,6 +247,13 @@ def test_failing_attribute_fails_only_its_path(caplog: pytest.LogCaptureFixture)
     assert "event=read_error" in caplog.text and "event=write_error" in caplog.text
 
 
+def test_too_many_paths_is_resource_exhausted() -> None:
+    setup = make_setup(privilege=Privilege.VIEW)
+    conv = read(setup, *[path()] * 33)
+    assert status_of(conv.last()) == Status.RESOURCE_EXHAUSTED
+    assert len(values(read(setup, *[path(0, BASIC, 2)] * 32).attribute_reports())) == 1
+
+
 def test_malformed_request_gets_invalid_action() -> None:
     setup = make_setup(privilege=Privilege.VIEW)
     conv = setup.client.send(Opcode.READ_REQUEST, b"\x15\x18\x18")
