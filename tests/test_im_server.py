@@ -654,3 +654,22 @@ def test_acl_change_outside_im_is_a_data_change() -> None:
     setup.client.advance(0.1)
     [(_, report)] = inbox.reports
     assert len(values(report.attribute_reports or [])[(0, ACL_CLUSTER, 0)]) == 2
+
+
+def test_full_subscription_table_evicts_the_largest_fabrics_oldest(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from matter_ota.im import subscriptions
+    monkeypatch.setattr(subscriptions, "MAX_SUBSCRIPTIONS", 5)
+    setup = make_setup(privilege=Privilege.VIEW)
+    ReportInbox(setup.client.node)
+    ids = [subscribe(setup, 0, 60, path(0, BASIC, 2))[1].subscription_id for _ in range(5)]
+    _, newest = subscribe(setup, 0, 60, path(0, BASIC, 3))
+    assert set(setup.server.subscriptions.active) == {*ids[1:], newest.subscription_id}
+    monkeypatch.setattr(subscriptions, "MAX_SUBSCRIPTIONS", 3)
+    for sub in list(setup.server.subscriptions.active.values())[:2]:
+        setup.server.subscriptions.drop(sub, "test")
+    request = SubscribeRequest(keep_subscriptions=True, min_interval_floor=0,
+                               max_interval_ceiling=60, attribute_requests=[path(0, BASIC, 2)],
+                               fabric_filtered=True)
+    conv = setup.client.send(Opcode.SUBSCRIBE_REQUEST, request.encode())
+    assert status_of(conv.last()) == Status.RESOURCE_EXHAUSTED  # 3 is the fabric's minimum
