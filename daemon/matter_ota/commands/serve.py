@@ -13,9 +13,11 @@ import anyio
 
 from matter_ota.cli import EXIT_USAGE, CliError
 from matter_ota.commands._case import install_case, load_fabric_files
-from matter_ota.commands._common import add_config_options
+from matter_ota.commands._common import add_config_options, node_identity, provider_config
+from matter_ota.commands._im import install_im
 from matter_ota.commands._pase import install_pase
 from matter_ota.commands.setup_code import add_device_options, payload_from_args
+from matter_ota.config import NetworkConfig
 from matter_ota.dnssd import Commissionable, CommissioningMode
 from matter_ota.node import Node
 from matter_ota.runtime.discovery import NodeDiscovery
@@ -29,7 +31,11 @@ OTA_PROVIDER_DEVICE_TYPE = 0x0014  # Matter Device Library 11.x: OTA Provider
 
 # Protocol modules (PASE, CASE, IM, BDX) add themselves here: each is called once with the node
 # and the parsed arguments, and registers its handlers in the node's dispatch table.
-INSTALLERS: list[Callable[[Node, argparse.Namespace], None]] = [install_pase, install_case]
+INSTALLERS: list[Callable[[Node, argparse.Namespace], None]] = [
+    install_pase,
+    install_case,
+    install_im,
+]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,8 +63,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-mdns", action="store_true",
                    help="do not advertise over mDNS (DNS-SD); commissioners then need the IP")
     p.add_argument("--mdns-interface", action="append", default=None, metavar="IFACE",
-                   help="advertise this interface's addresses (repeatable; default: every "
-                   "interface that is up, multicast-capable and not loopback)")
+                   help="advertise this interface's addresses (repeatable; default: the "
+                   "config's network.interfaces, else every interface that is up, "
+                   "multicast-capable and not loopback)")
     p.set_defaults(func=run)
 
 
@@ -126,13 +133,14 @@ def commissionable_params(args: argparse.Namespace) -> Commissionable | None:
     """What `serve` advertises as commissionable, or None when no window is open."""
     if args.passcode is None or args.discriminator is None:
         return None
+    identity = node_identity(args)
     return Commissionable(
         discriminator=args.discriminator,
-        vendor_id=args.vendor_id,
-        product_id=args.product_id,
+        vendor_id=identity.vendor_id,
+        product_id=identity.product_id,
         mode=CommissioningMode.BASIC,
         device_type=OTA_PROVIDER_DEVICE_TYPE,
-        device_name=args.device_name,
+        device_name=identity.device_name,
     )
 
 
@@ -143,7 +151,10 @@ async def _advertise(args: argparse.Namespace, port: int) -> None:
     """
     # A daemon bound to one address advertises that address only.
     only = [args.listen] if args.listen not in (None, "::", "0.0.0.0") else None
-    advertiser = Advertiser(interfaces=args.mdns_interface, addresses=only)
+    config = provider_config(args)
+    network = config.network if config is not None else NetworkConfig()
+    advertiser = Advertiser(interfaces=args.mdns_interface or list(network.interfaces),
+                            addresses=only, ipv4=network.ipv4)
     try:
         await advertiser.start()
         discovery = NodeDiscovery(advertiser, port)

@@ -131,11 +131,11 @@ def default_host_name(interfaces: Sequence[Interface]) -> str:
     return f"{dnssd.random_host_name()}.{dnssd.DOMAIN}"
 
 
-def ordered_addresses(interfaces: Sequence[Interface]) -> list[str]:
-    """IPv6 first (global/ULA before link-local), then IPv4; no duplicates."""
+def ordered_addresses(interfaces: Sequence[Interface], ipv4: bool = True) -> list[str]:
+    """IPv6 first (global/ULA before link-local), then IPv4 unless ``ipv4`` is False."""
     v6 = [a for i in interfaces for a in i.ipv6]
     v6.sort(key=lambda a: ipaddress.IPv6Address(a.split("%")[0]).is_link_local)
-    v4 = [a for i in interfaces for a in i.ipv4]
+    v4 = [a for i in interfaces for a in i.ipv4] if ipv4 else []
     return list(dict.fromkeys(v6 + v4))
 
 
@@ -150,7 +150,8 @@ class Advertiser:
     """Registers :class:`ServiceRecord` s on mDNS until :meth:`close` (or ``async with``).
 
     ``interfaces``: names of the interfaces to use (default: all usable ones). ``addresses``:
-    the addresses to advertise (default: those of the interfaces). ``host``: the host name
+    the addresses to advertise (default: those of the interfaces; IPv6 only when ``ipv4`` is
+    False). ``host``: the host name
     (default: MAC-derived). ``zeroconf``: an existing ``AsyncZeroconf`` to use (not closed here).
     """
 
@@ -161,7 +162,9 @@ class Advertiser:
         addresses: Sequence[str] | None = None,
         host: str | None = None,
         zeroconf: AsyncZeroconf | None = None,
+        ipv4: bool = True,
     ) -> None:
+        self._ipv4 = ipv4
         self._interface_names = list(interfaces) if interfaces else None
         self._addresses = list(addresses) if addresses else None
         self._fixed_addresses = bool(addresses)
@@ -195,7 +198,7 @@ class Advertiser:
         """Resolve interfaces, addresses and host name; open the mDNS sockets."""
         self.interfaces = discover_interfaces(self._interface_names)
         if self._addresses is None:
-            self._addresses = ordered_addresses(self.interfaces)
+            self._addresses = ordered_addresses(self.interfaces, self._ipv4)
         if not self._addresses:
             raise MdnsError("no IPv6 or IPv4 address to advertise on "
                             + (", ".join(i.name for i in self.interfaces) or "any interface"))
@@ -304,7 +307,7 @@ class Advertiser:
         except MdnsError as exc:  # an interface went away: keep what we have, say so
             log.warning("event=mdns_refresh_failed error=%s", exc)
             return False
-        addresses = ordered_addresses(interfaces)
+        addresses = ordered_addresses(interfaces, self._ipv4)
         if not addresses or set(addresses) == set(self._addresses or []):
             return False
         log.info("event=mdns_addresses old=%s new=%s", ",".join(self._addresses or []),
