@@ -11,6 +11,9 @@
   produces the same strings as ours;
 - a python-zeroconf browser (another process) resolves the operational record of a fabric,
   through its ``_I`` subtype, and sees the goodbye when the node shuts down;
+- `serve` says goodbye on SIGTERM, and with ``--no-mdns`` nothing is found;
+- an update that drops ``_CM`` sends its goodbye and re-announces the TXT; an address change on
+  the interface is re-announced;
 - a name conflict renames a commissionable instance and is refused for an operational one.
 
 All multicast stays inside the namespace (veth pair with both ends in it, see ``netns.py``).
