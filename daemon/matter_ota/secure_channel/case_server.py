@@ -41,10 +41,9 @@ from matter_ota.secure_channel.case import (
     CaseResponder,
     CaseResult,
     PeerReportedFailure,
-    Random,
-    Send,
     UnexpectedMessage,
 )
+from matter_ota.secure_channel.common import Random, Send
 from matter_ota.secure_channel.resumption import ResumptionStore
 
 log = logging.getLogger("matter_ota.case")

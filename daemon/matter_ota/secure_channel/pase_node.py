@@ -28,6 +28,7 @@ from matter_ota.messaging.session import (
 from matter_ota.messaging.status import Protocol, StatusReport
 from matter_ota.messaging.status import SecureChannelOpcode as Op
 from matter_ota.node import Node
+from matter_ota.secure_channel.common import Send
 from matter_ota.secure_channel.pase import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_FAILURES,
@@ -36,7 +37,6 @@ from matter_ota.secure_channel.pase import (
     PaseResult,
     PaseServer,
     PeerReportedFailure,
-    Send,
     UnexpectedMessage,
 )
 from matter_ota.secure_channel.pase_messages import PBKDFParameters
