@@ -172,6 +172,7 @@ class PaseVerifier:
 
     @classmethod
     def deserialize(cls, data: bytes) -> PaseVerifier:
+        """The verifier from :meth:`serialize`'s form; Spake2pError when malformed."""
         if len(data) != VERIFIER_LEN:
             raise Spake2pError(f"PASE verifier must be {VERIFIER_LEN} bytes, got {len(data)}")
         w0 = int.from_bytes(data[:SCALAR_LEN], "big")

@@ -83,6 +83,7 @@ class PeerReportedFailure(CaseError, common.PeerReportedFailure):
 
 
 class State(enum.Enum):
+    """Where a CASE handshake is; each role uses some of them."""
     START = "start"
     WAIT_SIGMA1 = "wait-sigma1"
     WAIT_SIGMA2 = "wait-sigma2"
@@ -213,6 +214,7 @@ class CaseHandshake:
 
     @property
     def done(self) -> bool:
+        """True once established or failed."""
         return self.state in (State.ESTABLISHED, State.FAILED)
 
 

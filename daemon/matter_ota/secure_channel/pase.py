@@ -78,6 +78,7 @@ class PeerReportedFailure(PaseError, common.PeerReportedFailure):
 
 
 class State(enum.Enum):
+    """Where a PASE handshake is; each role uses some of them."""
     WAIT_PBKDF_REQUEST = "wait-pbkdf-request"
     START = "start"
     WAIT_PBKDF_RESPONSE = "wait-pbkdf-response"

@@ -67,6 +67,7 @@ class ResumptionStore:
         return evicted
 
     def remove(self, resumption_id: bytes) -> None:
+        """Forget the record with this id (no error when there is none)."""
         record = self._by_id.pop(resumption_id, None)
         if record is not None:
             self._by_peer.pop((record.fabric_index, record.peer_node_id), None)

@@ -58,6 +58,7 @@ class Store(Database):
     # -- fabrics --------------------------------------------------------------------------
 
     def put_fabric(self, fabric: Fabric, now: float) -> None:
+        """Insert or replace the fabric at its index (durable: it holds the node's keys)."""
         with self._write(durable=True) as c:
             c.execute(
                 "INSERT INTO fabrics (fabric_index, compressed_fabric_id, label, root_public_key,"
@@ -78,10 +79,12 @@ class Store(Database):
             )
 
     def remove_fabric(self, fabric_index: int) -> None:
+        """Forget a fabric (RemoveFabric); its devices' ledger rows stay."""
         with self._write(durable=True) as c:
             c.execute("DELETE FROM fabrics WHERE fabric_index = ?", (fabric_index,))
 
     def fabrics(self) -> list[Fabric]:
+        """Every fabric the node has joined, by fabric index."""
         return [
             Fabric(
                 r["fabric_index"],
@@ -161,6 +164,7 @@ class Store(Database):
         return {(str(r[0]), int(r[1])): int(r[2]) for r in rows}
 
     def device(self, compressed_fabric_id: str, node_id: int) -> DeviceRecord | None:
+        """The ledger row of one device, or None if it never queried."""
         rows = self._read(
             "SELECT * FROM devices WHERE compressed_fabric_id = ? AND node_id = ?",
             (compressed_fabric_id.upper(), node_id),
@@ -170,6 +174,7 @@ class Store(Database):
     def devices(
         self, *, vendor_id: int | None = None, product_id: int | None = None
     ) -> list[DeviceRecord]:
+        """The ledger, all devices or those of one product, ordered by fabric and node."""
         sql = "SELECT * FROM devices"
         params: list[object] = []
         if vendor_id is not None and product_id is not None:
@@ -252,6 +257,7 @@ class Store(Database):
         return int(cur.lastrowid or 0)
 
     def progress_transfer(self, transfer_id: int, offset_bytes: int) -> None:
+        """Record how far an active transfer has got (ignored once it ended)."""
         with self._write() as c:
             c.execute(
                 "UPDATE transfers SET offset_bytes = ? WHERE id = ? AND state = 'active'",
@@ -277,10 +283,12 @@ class Store(Database):
                              reason)
 
     def transfer(self, transfer_id: int) -> Transfer | None:
+        """One transfer by id, or None."""
         rows = self._read("SELECT * FROM transfers WHERE id = ?", (transfer_id,))
         return Transfer(*rows[0]) if rows else None
 
     def active_transfers(self) -> int:
+        """How many transfers are in progress (the concurrency cap counts these)."""
         return int(self._read("SELECT count(*) FROM transfers WHERE state = 'active'")[0][0])
 
     # -- outcomes -------------------------------------------------------------------------
@@ -371,6 +379,7 @@ class Store(Database):
                 [(str(r[0]), int(r[1])) for r in offered])
 
     def active_transfer_devices(self) -> list[tuple[str, int]]:
+        """The (compressed fabric id, node id) of every device with a transfer in progress."""
         rows = self._read(
             "SELECT DISTINCT compressed_fabric_id, node_id FROM transfers WHERE state = 'active'"
         )
@@ -452,6 +461,7 @@ class Store(Database):
     # -- config warnings ------------------------------------------------------------------
 
     def set_config_warning(self, file: str, line: int | None, reason: str, now: float) -> None:
+        """Record why ``file`` was refused (shown by the CLI until the file loads again)."""
         with self._write() as c:
             c.execute(
                 "INSERT OR REPLACE INTO config_status (file, at, line, reason)"
@@ -460,6 +470,7 @@ class Store(Database):
             )
 
     def clear_config_warnings(self) -> None:
+        """Forget every refusal: the config loaded."""
         with self._write() as c:
             c.execute("DELETE FROM config_status")
 
@@ -473,6 +484,7 @@ class Store(Database):
             )
 
     def last_valid_config(self, file: str) -> str | None:
+        """The text of ``file`` as it last loaded, or None."""
         rows = self._read("SELECT text FROM last_valid_config WHERE file = ?", (file,))
         return str(rows[0][0]) if rows else None
 
