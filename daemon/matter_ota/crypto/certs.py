@@ -60,7 +60,7 @@ __all__ = [
 # 2.5.5.x: operational node ids; group, temporary and reserved ranges lie above this
 MAX_OPERATIONAL_NODE_ID = 0xFFFF_FFEF_FFFF_FFFF
 MAX_CATS = 3  # 6.6.2.1.2
-DEFAULT_VALIDITY_S = 10 * 365 * 24 * 3600
+DEFAULT_VALIDITY_S = 10 * 365 * 24 * 3600  # ours, for certificates we issue without not_after
 ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())  # immutable; shared by every sign / verify
 
 

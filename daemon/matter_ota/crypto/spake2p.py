@@ -62,7 +62,7 @@ INVALID_PASSCODES = frozenset(
 
 #: Spec 4.14.1.3: prefix of the PAKE context hash.
 CONTEXT_PREFIX = b"CHIP PAKE V1 Commissioning"
-_CONFIRMATION_INFO = b"ConfirmationKeys"
+_CONFIRMATION_INFO = b"ConfirmationKeys"  # spec 3.10: HKDF info of KcA || KcB
 
 
 class Spake2pError(ValueError):

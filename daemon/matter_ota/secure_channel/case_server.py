@@ -50,7 +50,7 @@ log = logging.getLogger("matter_ota.case")
 
 CertTime = Callable[[float], int | None]
 
-DEFAULT_MAX_PENDING = 8
+DEFAULT_MAX_PENDING = 8  # ours (no spec value): handshakes in flight before Sigma1 gets BUSY
 DEFAULT_HANDSHAKE_TIMEOUT = 30.0  # connectedhomeip: kExpectedHighProcessingTime
 BUSY_WAIT_MS = 500  # 4.11.1.4: minimum wait we ask of an initiator when BUSY
 

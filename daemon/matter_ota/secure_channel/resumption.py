@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+#: Ours (the spec sets no size): a provider keeps one record per device that checks in.
 DEFAULT_CAPACITY = 512
 
 
