@@ -43,7 +43,7 @@ from matter_ota.secure_channel.case import (
     PeerReportedFailure,
     UnexpectedMessage,
 )
-from matter_ota.secure_channel.common import Random, Send
+from matter_ota.secure_channel.common import Random, Send, send_all
 from matter_ota.secure_channel.resumption import ResumptionStore
 
 log = logging.getLogger("matter_ota.case")
@@ -83,11 +83,6 @@ def install(node: Node, result: CaseResult, exchange: Exchange) -> SecureSession
     return session
 
 
-def _send_all(exchange: Exchange, sends: list[Send]) -> None:
-    for s in sends:
-        exchange.send(s.protocol_id, s.opcode, s.payload)
-
-
 class _Driver(ExchangeDelegate):
     """Feeds one exchange's messages to one handshake; shared by both roles."""
 
@@ -119,7 +114,7 @@ class _Driver(ExchangeDelegate):
         except CaseError as e:
             self._failed(exchange, e)
             raise  # the node sends e.report and closes the exchange
-        _send_all(exchange, sends)
+        send_all(exchange, sends)
         if hs.result is not None:
             self.session = install(self.node, hs.result, exchange)
             log.info(
@@ -236,7 +231,7 @@ class CaseServer:
         driver = _ResponderDriver(self, handshake, key)
         self._pending[key] = driver
         exchange.delegate = driver
-        _send_all(exchange, sends)
+        send_all(exchange, sends)
         exchange.set_response_timeout(self.handshake_timeout)
 
 

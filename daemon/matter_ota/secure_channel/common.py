@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from matter_ota import tlv
 from matter_ota.messaging.status import (
@@ -18,6 +18,9 @@ from matter_ota.messaging.status import (
     StatusError,
     StatusReport,
 )
+
+if TYPE_CHECKING:
+    from matter_ota.messaging.exchange import Exchange
 
 #: Where a handshake draws its random values from (``secrets.token_bytes``; fixed in tests).
 Random = Callable[[int], bytes]
@@ -30,6 +33,12 @@ class Send:
     opcode: int
     payload: bytes
     protocol_id: int = Protocol.SECURE_CHANNEL
+
+
+def send_all(exchange: Exchange, sends: list[Send]) -> None:
+    """Send each of a handshake step's messages on ``exchange``, in order."""
+    for s in sends:
+        exchange.send(s.protocol_id, s.opcode, s.payload)
 
 
 class HandshakeError(StatusError):
