@@ -2,6 +2,8 @@
 
 Each sub-command lives in its own module under :mod:`matter_ota.commands` and exposes
 ``register(subparsers)``; modules are discovered, so adding a command touches no shared file.
+Only the module of the command being run is imported (see :func:`build_parser`): name a module
+after its command (``setup-code`` -> ``setup_code.py``) and keep its imports to what it runs.
 Expected failures raise :class:`CliError` and end with a one-line message and a meaningful
 exit code, never a traceback.
 """
