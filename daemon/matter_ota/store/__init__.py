@@ -484,7 +484,6 @@ class Store(Database):
             )
 
     def last_valid_config(self, file: str) -> str | None:
-        """The text of ``file`` as it last loaded, or None."""
         rows = self._read("SELECT text FROM last_valid_config WHERE file = ?", (file,))
         return str(rows[0][0]) if rows else None
 
