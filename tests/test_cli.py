@@ -59,3 +59,4 @@ def test_version_registers_no_command_and_help_registers_all() -> None:
     assert "serve" not in build_parser(["--version"]).format_help()
     full = build_parser(["--help"]).format_help()
     assert "serve" in full and "image" in full and "release" in full
+    assert "serve" in build_parser(["-h", "image"]).format_help()  # help before the command

@@ -66,6 +66,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     names = command_modules()
     wanted = _named_command(argv) if argv is not None else None
+    if wanted is not None and argv is not None and _asks_help(argv[: list(argv).index(wanted)]):
+        wanted = None  # `matter-ota -h image`: the top-level help, with every command
     if wanted is None and argv is not None and "--version" in argv and not _asks_help(argv):
         return parser
     if wanted is not None:
