@@ -26,7 +26,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from matter_ota.setup_payload import Capability, CommissioningFlow, SetupPayload
 
 from .chip_controller import run_controller
 from .daemon import serve
-from .netns import Namespace, network_namespace, unavailable_reason
+from .netns import Namespace
 
 pytestmark = pytest.mark.interop
 
@@ -46,15 +45,6 @@ DISCRIMINATOR = 3840
 VENDOR_ID = 0xFFF1
 PRODUCT_ID = 0x8001
 DEVICE_NAME = "OTA provider test"
-
-
-@pytest.fixture
-def ns() -> Iterator[Namespace]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    with network_namespace("mdns") as namespace:
-        yield namespace
 
 
 def daemon_args(discriminator: int = DISCRIMINATOR) -> tuple[str, ...]:
