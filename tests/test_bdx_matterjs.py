@@ -26,8 +26,8 @@ from matter_ota.bdx.sender import (
     SenderTransfer,
     State,
     TransferCompleted,
-    TransferTable,
 )
+from matter_ota.bdx.transfers import TransferTable
 from matter_ota.messaging.status import SecureChannelOpcode
 from matter_ota.ota_image import build_image
 
@@ -119,10 +119,13 @@ def test_matterjs_downloads_the_image(prefix: Path, modes: str, chosen: DriveMod
     assert isinstance(events[-1], TransferCompleted) and events[-1].bytes_sent == len(IMAGE)
 
 
-def test_matterjs_small_blocks(prefix: Path) -> None:
-    result, (transfer,) = download(prefix, _table(), DESIGNATOR, "receiverDrive", 100)
+# 1024 and receiver drive are what matter.js's OTA requestor asks for over UDP
+# (OtaSoftwareUpdateRequestorServer: OTA_BDX_MAX_BLOCK_SIZE_NON_TCP).
+@pytest.mark.parametrize("block", [100, 1024])
+def test_matterjs_block_sizes(prefix: Path, block: int) -> None:
+    result, (transfer,) = download(prefix, _table(), DESIGNATOR, "receiverDrive", block)
     assert result["ok"] and result["sha256"] == hashlib.sha256(IMAGE).hexdigest()
-    assert transfer.block_size == 100
+    assert transfer.block_size == block
 
 
 def test_matterjs_sees_unknown_designator(prefix: Path) -> None:

@@ -99,6 +99,8 @@ def test_resume_and_skip() -> None:
     dl = dev.download(DESIGNATOR.encode(), sink, start_offset=123_456)
     net.run()
     assert dl.receiver.state is ReceiverState.DONE and sink.getvalue() == IMAGE[123_456:]
+    last = of(net.provider_events, TransferProgress)[-1]
+    assert last.position == len(IMAGE) and last.bytes_sent == len(IMAGE) - 123_456
     sink = io.BytesIO()
     dl = dev.download(DESIGNATOR.encode(), sink, max_block_size=1000, skips={3: 50_000})
     net.run()
@@ -327,4 +329,24 @@ def test_any_message_sequence_leaves_the_server_consistent(
     ended = of(net.provider_events, TransferCompleted) + of(net.provider_events, TransferFailed)
     assert len(started) == 1 and len(ended) == 1
     assert len(net.server.table) == 0 and net.server._exchanges == {}
+    assert len(net.provider.exchanges) == 0
+
+
+def test_shutdown_ends_every_transfer() -> None:
+    lookup = Lookup()
+    net = BdxNet(lookup)
+    for dev in [net.add_device() for _ in range(3)]:
+        dev.download(DESIGNATOR.encode(), io.BytesIO())
+    net.step()
+    assert len(net.server.table) == 3
+    net.server.shutdown(net.now)
+    net.run()
+    for dev in net.devices:  # each device is told, it does not wait for its idle timeout
+        (failed_download,) = of(dev.events, DownloadFailed)
+        assert status_of(failed_download.report) is StatusCode.TRANSFER_FAILED_UNKNOWN_ERROR
+    failed = of(net.provider_events, TransferFailed)
+    assert [f.reason for f in failed] == [FailReason.SHUTDOWN] * 3
+    assert all(f.reason.store_state == "aborted" for f in failed)
+    assert len(net.server.table) == 0 and all(image.closed for image in lookup.opened)
+    net.advance(1.0)
     assert len(net.provider.exchanges) == 0

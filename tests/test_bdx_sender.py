@@ -10,7 +10,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from matter_ota.bdx.image_source import BytesImage, FileImage
+from matter_ota.bdx.image_source import BytesImage, FileImage, ReleasedImages
 from matter_ota.bdx.messages import (
     BdxError,
     BlockQueryWithSkip,
@@ -36,8 +36,8 @@ from matter_ota.bdx.sender import (
     TransferFailed,
     TransferProgress,
     TransferStarted,
-    TransferTable,
 )
+from matter_ota.bdx.transfers import TransferTable
 from matter_ota.messaging.header import MAX_SECURE_PAYLOAD
 
 IMAGE = bytes((i * 7 + 3) % 251 for i in range(10_000))
@@ -429,3 +429,17 @@ def test_store_end_states() -> None:
     for reason in (FailReason.PEER_STATUS, FailReason.IDLE_TIMEOUT, FailReason.ACK_TIMEOUT,
                    FailReason.PROTOCOL_ERROR, FailReason.IO_ERROR, FailReason.SESSION_CLOSED):
         assert reason.store_state == "failed"
+
+
+def test_released_images_lookup(tmp_path: Path) -> None:
+    (tmp_path / "fw-2.ota").write_bytes(IMAGE)
+    (tmp_path / "secret.ota").write_bytes(b"not released")
+    lookup = ReleasedImages({"fw-2": tmp_path / "fw-2.ota"})
+    table = TransferTable(lookup)
+    sink = io.BytesIO()
+    run(table, ReceiverTransfer(b"fw-2", sink))
+    assert sink.getvalue() == IMAGE
+    for designator in ("secret.ota", "fw-2.ota", str(tmp_path / "secret.ota"), "../fw-2"):
+        assert lookup(designator) is None  # only released designators, never a path
+    lookup.update({"fw-3": tmp_path / "gone.ota"})
+    assert lookup("fw-2") is None and lookup("fw-3") is None  # withdrawn / unreadable

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio
 import pytest
 from dcl_server import FakeLedger, build_ota_image, leftover_threads, model_version
 
@@ -30,7 +31,9 @@ from matter_ota.policy.model import (
 from matter_ota.sources.dcl import DclSource
 from matter_ota.sources.dcl_client import DclSettings
 from matter_ota.sources.dcl_decide import (
+    dcl_image_lookup,
     decide_with_dcl,
+    decide_with_dcl_now,
     explain_dcl,
     live_dcl_products,
     resolve_designator,
@@ -291,3 +294,30 @@ async def test_prefetch_means_no_busy_for_the_first_device(
         await source.downloads_idle()
         first = await decide_with_dcl(source, DEVICE, QUERY, state, 0.0, wait=False)
     assert first.status is QueryStatus.UPDATE_AVAILABLE, first.reason
+
+
+async def test_the_sync_query_handler_path(ledger: FakeLedger, tmp_path: Path) -> None:
+    image = publish(ledger)
+    state = dcl_state()
+    async with source_for(ledger, tmp_path / "state") as source:
+        first = decide_with_dcl_now(source, DEVICE, QUERY, state, 0.0)
+        assert (first.status, first.code) == (QueryStatus.BUSY, "dcl_lookup")
+        assert first.delayed_action_time >= 120
+        with anyio.fail_after(10):
+            while source.client.cached(VID, PID) is None:
+                await anyio.sleep(0.01)
+        second = decide_with_dcl_now(source, DEVICE, QUERY, state, 0.0)
+        assert (second.status, second.code) == (QueryStatus.BUSY, "dcl_fetching")
+        await source.downloads_idle()
+        third = decide_with_dcl_now(source, DEVICE, QUERY, state, 0.0)
+        assert third.status is QueryStatus.UPDATE_AVAILABLE, third.reason
+        assert third.image is not None
+        lookup = dcl_image_lookup(source)
+        served = lookup(third.image.designator)
+        assert served is not None
+        try:
+            assert served.size == len(image)
+        finally:
+            served.close()
+        assert lookup("dcl-fff1-8001-9-0000000000000000") is None
+        assert lookup("local.ota") is None

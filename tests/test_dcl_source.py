@@ -447,6 +447,34 @@ async def test_cache_is_bounded_lru(ledger: FakeLedger, tmp_path: Path) -> None:
         assert len(kept) == 2 and not any(k.startswith(f"{VID:04x}-{PID:04x}-2-") for k in kept)
 
 
+async def test_concurrent_downloads_respect_the_cache_size(
+    ledger: FakeLedger, tmp_path: Path
+) -> None:
+    images = {v: build_ota_image(VID, PID, v, os.urandom(60_000)) for v in (2, 3)}
+    ledger.publish(
+        VID,
+        PID,
+        [
+            publish_image(ledger, v, image=images[v], min_applicable=v - 1, max_applicable=v - 1)
+            for v in images
+        ],
+    )
+    results: list[Any] = []
+    async with make_source(ledger, tmp_path / "state", cache_size=100_000) as source:
+
+        async def ask(current: int) -> None:
+            results.append(await source.candidate(VID, PID, current, wait=True))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask, 1)
+            tg.start_soon(ask, 2)
+        assert source.cache.total_bytes() <= 100_000
+    states = sorted(r.state.value for r in results)
+    assert states == ["failed", "ready"]
+    [failed] = [r for r in results if r.state is ImageState.FAILED]
+    assert "cannot hold" in failed.detail
+
+
 def test_base_url_resolution() -> None:
     assert resolve_base_url("mainnet") == "https://on.dcl.csa-iot.org"
     assert resolve_base_url("TestNet") == "https://on.test-net.dcl.csa-iot.org"

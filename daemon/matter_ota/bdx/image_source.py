@@ -8,8 +8,12 @@ the process holds one block per transfer at a time.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Mapping
 from typing import Protocol
+
+log = logging.getLogger("matter_ota.bdx")
 
 
 class ImageSource(Protocol):
@@ -83,3 +87,30 @@ class BytesImage:
 
     def close(self) -> None:
         self.closed = True
+
+
+class ReleasedImages:
+    """The sender's lookup over the images released right now: ``designator -> path``.
+
+    The daemon builds the mapping from its release state (the ImageURIs it hands out) and
+    replaces it on every reload with :meth:`update`. A designator is only ever a key into that
+    mapping, never part of a path, so a requestor can fetch nothing but a released image.
+    """
+
+    def __init__(self, images: Mapping[str, str | os.PathLike[str]] | None = None) -> None:
+        self._images: dict[str, str | os.PathLike[str]] = dict(images or {})
+
+    def update(self, images: Mapping[str, str | os.PathLike[str]]) -> None:
+        """Serve exactly ``images`` from now on (running transfers keep their open file)."""
+        self._images = dict(images)
+
+    def __call__(self, designator: str) -> FileImage | None:
+        path = self._images.get(designator)
+        if path is None:
+            return None
+        try:
+            return FileImage(path)
+        except OSError as exc:
+            log.warning("event=bdx_image_unreadable designator=%s path=%s error=%s",
+                        designator, path, exc)
+            return None

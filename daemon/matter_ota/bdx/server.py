@@ -2,7 +2,7 @@
 
 :class:`BdxServer` registers ReceiveInit (BDX 0x04) in the node's dispatch table for the
 session kinds given (CASE only by default: OTA requestors reach the provider over CASE; tests
-may add PASE explicitly). A ReceiveInit opens a transfer in the :class:`~.sender.TransferTable`
+may add PASE explicitly). A ReceiveInit opens a transfer in the :class:`~.transfers.TransferTable`
 on that exchange; the rest of the transfer arrives through the exchange delegate. A SendInit is
 refused with TRANSFER_METHOD_NOT_SUPPORTED: the provider never receives files.
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Hashable, Iterable
 
-from matter_ota.bdx.messages import BdxError, Opcode, StatusCode
+from matter_ota.bdx.messages import BdxError, Opcode, StatusCode, status_report
 from matter_ota.bdx.sender import (
     DeviceLookup,
     FailReason,
@@ -26,8 +26,8 @@ from matter_ota.bdx.sender import (
     Send,
     SenderConfig,
     SenderTransfer,
-    TransferTable,
 )
+from matter_ota.bdx.transfers import TransferTable
 from matter_ota.messaging.errors import MessageError
 from matter_ota.messaging.exchange import CloseReason, Exchange, ExchangeDelegate, Message
 from matter_ota.messaging.session import SecureSession, Session, SessionKind
@@ -91,7 +91,7 @@ class BdxServer:
         finally:
             self._forward_events()
         if old is not None:
-            self._release(old, notify=False)
+            self._release(old)  # its device started over: nobody listens on the old exchange
         self._exchanges[transfer.transfer_id] = exchange
         exchange.delegate = _TransferDelegate(self, transfer)
         try:
@@ -120,13 +120,13 @@ class BdxServer:
             self._forward_events()
             return
         if message.protocol_id != Protocol.BDX:
-            self._abort(transfer, BdxError(StatusCode.UNEXPECTED_MESSAGE,
-                                           f"protocol 0x{message.protocol_id:08x}"), now)
-            raise BdxError(StatusCode.UNEXPECTED_MESSAGE, "not a BDX message")
+            err = BdxError(StatusCode.UNEXPECTED_MESSAGE, f"protocol 0x{message.protocol_id:08x}")
+            self._abort(transfer, err, now)
+            raise err
         try:
             send_all(exchange, self.table.receive(transfer, message.opcode, message.payload, now))
         except BdxError:
-            self._release(transfer, close=False)  # the node sends the StatusReport and closes
+            self._detach(transfer)  # the node sends the StatusReport and closes the exchange
             raise
         except MessageError as err:
             self._abort(transfer, err, now)
@@ -154,27 +154,33 @@ class BdxServer:
     def _abort(self, transfer: SenderTransfer, err: Exception, now: float) -> None:
         status = err.code if isinstance(err, BdxError) else StatusCode.TRANSFER_FAILED_UNKNOWN_ERROR
         self.table.fail(transfer, FailReason.PROTOCOL_ERROR, str(err), now, status)
-        self._release(transfer, close=False)
+        self._detach(transfer)  # the node sends the StatusReport and closes the exchange
 
-    def _release(self, transfer: SenderTransfer, *, close: bool = True,
-                 notify: bool = True) -> None:
-        """Detach ``transfer`` from its exchange; close the exchange unless the node will."""
+    def _detach(self, transfer: SenderTransfer) -> Exchange | None:
+        """Forget ``transfer``'s exchange and stop delegating it; returns the exchange."""
         exchange = self._exchanges.pop(transfer.transfer_id, None)
-        if exchange is None:
+        if exchange is not None:
+            exchange.delegate = None
+        return exchange
+
+    def _release(self, transfer: SenderTransfer, tell: StatusCode | None = None) -> None:
+        """Detach ``transfer`` and close its exchange, first sending ``tell`` if given."""
+        exchange = self._detach(transfer)
+        if exchange is None or exchange.closed:
             return
-        exchange.delegate = None
-        if close or not notify:
-            exchange.close()
+        if tell is not None:
+            exchange.send_status(status_report(tell))
+        exchange.close()
 
     def _forward_events(self) -> None:
         while (event := self.table.next_event()) is not None:
             self.node.emit(event)
 
     def shutdown(self, now: float) -> None:
-        """Fail every transfer (the daemon is stopping)."""
+        """Fail every transfer and tell its device (the daemon is stopping)."""
         for transfer in self.table.transfers():
             self.table.fail(transfer, FailReason.SHUTDOWN, "provider shutting down", now)
-            self._release(transfer)
+            self._release(transfer, tell=StatusCode.TRANSFER_FAILED_UNKNOWN_ERROR)
         self._forward_events()
 
 

@@ -35,8 +35,8 @@ from matter_ota.bdx.sender import (
     TransferFailed,
     TransferProgress,
     TransferStarted,
-    TransferTable,
 )
+from matter_ota.bdx.transfers import TransferTable
 from matter_ota.clusters.ota_provider import (
     ApplyUpdateRequest,
     ApplyUpdateResponse,

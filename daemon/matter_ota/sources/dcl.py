@@ -306,6 +306,35 @@ class DclSource:
             state = ImageState.FETCHING
         return DclCandidate(selection, state, path, detail)
 
+    def candidate_now(
+        self, vid: int, pid: int, current: int, *, fetch: bool = True
+    ) -> DclCandidate:
+        """:meth:`candidate` for synchronous callers (the protocol core's QueryImage handler,
+        running on the event loop): answers from what is cached right now and starts, in the
+        source's task group, the ledger lookup or the download that is missing."""
+        answer = self.client.cached(vid, pid)
+        if answer is None:
+            if self.client.status.next_retry_at is not None and (
+                self.clock() < self.client.status.next_retry_at
+            ):
+                detail = self.client.status.last_error or "DCL unreachable"
+                return DclCandidate(Selection(None, ()), ImageState.FAILED, detail=detail)
+            self._refresh_in_background(vid, pid)
+            return DclCandidate(
+                Selection(None, ()), ImageState.FETCHING, detail="DCL lookup in progress"
+            )
+        if self.clock() - answer.fetched_at >= self.settings.refresh_interval:
+            self._refresh_in_background(vid, pid)
+        selection = select_version(answer.versions, current)
+        mv = selection.chosen
+        if mv is None:
+            return DclCandidate(selection, ImageState.ABSENT)
+        state, path, detail = self.image_state(mv)
+        if state is ImageState.ABSENT and fetch:
+            self.start_download(mv)
+            state = ImageState.FETCHING
+        return DclCandidate(selection, state, path, detail)
+
     # -- ahead of the devices -----------------------------------------------------------------
 
     async def prefetch(self, products: Iterable[tuple[int, int]]) -> None:

@@ -69,6 +69,7 @@ class ImageCache:
             d.mkdir(parents=True, exist_ok=True)
         self._last_used: dict[str, float] = {}
         self._pinned: dict[str, int] = {}  # keys being downloaded: never evicted
+        self._reserved: dict[str, int] = {}  # key -> bytes promised to its running download
         for meta in self.images.glob("*.json"):
             self._last_used[meta.stem] = meta.stat().st_mtime
         self._sweep_orphans()
@@ -132,24 +133,37 @@ class ImageCache:
         n = self._pinned.get(key, 0) - 1
         if n <= 0:
             self._pinned.pop(key, None)
+            self._reserved.pop(key, None)
         else:
             self._pinned[key] = n
 
     def reserve(self, key: str, size: int) -> None:
-        """Make room for ``size`` more bytes of ``key`` (evicting), or raise :class:`CacheFull`."""
+        """Make room for ``size`` bytes of ``key`` (evicting), or raise :class:`CacheFull`.
+
+        The room stays promised to ``key`` until :meth:`unpin`: downloads running at the same
+        time count with their full size, not with what they have written so far.
+        """
         if size > self.max_bytes:
             raise CacheFull(f"image of {size} bytes is larger than dcl.cache_size {self.max_bytes}")
-        have = self._size(self.part_path(key))
-        need = size - have
-        for victim in self._eviction_order(exclude=key):
-            if self.total_bytes() + need <= self.max_bytes:
-                return
-            self._evict(victim)
-        if self.total_bytes() + need > self.max_bytes:
-            raise CacheFull(
-                f"dcl.cache_size {self.max_bytes} cannot hold {size} more bytes: "
-                "other downloads are in progress"
+
+        def need() -> int:
+            promised = sum(
+                max(0, n - self._size(self.part_path(k)))
+                for k, n in self._reserved.items()
+                if k != key
             )
+            return self.total_bytes() + promised + size - self._size(self.part_path(key))
+
+        for victim in self._eviction_order(exclude=key):
+            if need() <= self.max_bytes:
+                break
+            self._evict(victim)
+        if need() > self.max_bytes:
+            raise CacheFull(
+                f"dcl.cache_size {self.max_bytes} cannot hold {size} more bytes while other "
+                "downloads are in progress"
+            )
+        self._reserved[key] = size
 
     def commit(self, key: str, mv: ModelVersion) -> Path:
         """Move a verified partial file into the served images, with its record."""

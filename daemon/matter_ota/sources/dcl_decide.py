@@ -28,6 +28,7 @@ from typing import TextIO
 import anyio
 from anyio.from_thread import start_blocking_portal
 
+from matter_ota.bdx.image_source import FileImage
 from matter_ota.config import DclConfig
 from matter_ota.ota_image import OtaImageError, read_header
 from matter_ota.policy.engine import channel_for, decide
@@ -73,6 +74,22 @@ def live_dcl_products(state: ReleaseState) -> set[tuple[int, int]]:
 def designator(mv: ModelVersion) -> str:
     """The BDX file designator of a DCL image (resolved by :func:`resolve_designator`)."""
     return DESIGNATOR_PREFIX + cache_key(mv)
+
+
+def dcl_image_lookup(source: DclSource) -> Callable[[str], FileImage | None]:
+    """The BDX sender's ``designator -> ImageSource`` lookup for DCL images (verified, cached
+    files only); the daemon tries it after the local ``ReleasedImages``."""
+
+    def lookup(name: str) -> FileImage | None:
+        path = resolve_designator(source, name)
+        if path is None:
+            return None
+        try:
+            return FileImage(path)
+        except OSError:  # evicted between the lookup and the open
+            return None
+
+    return lookup
 
 
 def resolve_designator(source: DclSource, name: str) -> Path | None:
@@ -142,6 +159,33 @@ async def decide_with_dcl(
     if final:
         return decision
     got = await source.candidate(vid, pid, current, wait=wait)
+    return _with_image_state(decision, got, state, key, device, query, now)
+
+
+def decide_with_dcl_now(
+    source: DclSource | None,
+    device: Device,
+    query: Query,
+    state: ReleaseState,
+    now: float,
+) -> Decision:
+    """:func:`decide_with_dcl` (``wait=False``) for the synchronous QueryImage handler.
+
+    Call it on the event loop that runs ``source``: it never blocks, answers from the cached
+    ledger and images, and starts in the background what is missing (Busy meanwhile).
+    """
+    key = ReleaseKey(channel_for(device, query, state.channels), query.product)
+    release = state.releases.get(key)
+    if release is None or release.source is not Source.DCL:
+        return decide(device, query, state, now)
+    if source is None:
+        return decide(device, query, _with_images(state, key, ()), now)
+    vid, pid, current = query.vendor_id, query.product_id, query.software_version
+    selection = source.candidate_now(vid, pid, current, fetch=False)
+    decision, final = _from_ledger(selection, device, query, state, now, key)
+    if final:
+        return decision
+    got = source.candidate_now(vid, pid, current)
     return _with_image_state(decision, got, state, key, device, query, now)
 
 
