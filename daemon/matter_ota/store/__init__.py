@@ -44,6 +44,7 @@ from matter_ota.store import schema
 from matter_ota.store.records import (
     AuditEntry,
     ConfigWarning,
+    DaemonStatus,
     DeviceRecord,
     Fabric,
     OutcomeCounts,
@@ -65,6 +66,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "AuditEntry",
     "ConfigWarning",
+    "DaemonStatus",
     "DeviceRecord",
     "Fabric",
     "OutcomeCounts",
@@ -626,6 +628,59 @@ class Store:
             ConfigWarning(r["file"], r["at"], r["line"], r["reason"])
             for r in self._read("SELECT * FROM config_status ORDER BY file")
         ]
+
+    # -- the daemon's own status --------------------------------------------------------
+
+    def daemon_started(self, pid: int, now: float) -> None:
+        """A daemon starts on this state directory (replaces what a previous one left)."""
+        with self._write(durable=True) as c:
+            c.execute(
+                "INSERT OR REPLACE INTO daemon_status (id, pid, state, started_at,"
+                " heartbeat_at) VALUES (1, ?, 'starting', ?, ?)",
+                (pid, now, now),
+            )
+
+    def daemon_running(self, address: str, now: float) -> None:
+        with self._write() as c:
+            c.execute(
+                "UPDATE daemon_status SET state = 'running', address = ?, heartbeat_at = ?"
+                " WHERE id = 1",
+                (address, now),
+            )
+
+    def config_applied(
+        self, generation: int, digest: str, files: Sequence[str], now: float
+    ) -> None:
+        """The daemon now serves config ``generation`` (files with this combined digest)."""
+        with self._write(durable=True) as c:
+            c.execute(
+                "UPDATE daemon_status SET config_generation = ?, config_digest = ?,"
+                " config_applied_at = ?, config_files = ?, heartbeat_at = ? WHERE id = 1",
+                (generation, digest, now, "\n".join(files), now),
+            )
+
+    def daemon_heartbeat(self, now: float) -> None:
+        with self._write() as c:
+            c.execute("UPDATE daemon_status SET heartbeat_at = ? WHERE id = 1", (now,))
+
+    def daemon_stopped(self, now: float) -> None:
+        with self._write(durable=True) as c:
+            c.execute(
+                "UPDATE daemon_status SET state = 'stopped', heartbeat_at = ? WHERE id = 1",
+                (now,),
+            )
+
+    def daemon_status(self) -> DaemonStatus | None:
+        rows = self._read("SELECT * FROM daemon_status WHERE id = 1")
+        if not rows:
+            return None
+        r = rows[0]
+        files = str(r["config_files"])
+        return DaemonStatus(
+            r["pid"], r["state"], r["address"], r["started_at"], r["heartbeat_at"],
+            r["config_generation"], r["config_digest"], r["config_applied_at"],
+            tuple(files.split("\n")) if files else (),
+        )
 
 
 def _set_outcome(
