@@ -153,6 +153,8 @@ class UdpTransport:
                     await anyio.wait_readable(sock)
                 self._sleep = None
         finally:
+            # Last words queued before the cancel (CloseSession on shutdown) still go out.
+            self._flush(sock)
             sock.close()
 
     def open(self) -> socket.socket:
