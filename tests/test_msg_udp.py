@@ -151,6 +151,7 @@ def test_serve_command_starts_logs_and_stops_on_sigterm(tmp_path: object) -> Non
         [sys.executable, "-c", code, "serve", "--listen", "127.0.0.1", "--port", str(port),
          "--passcode", "20202021", "--discriminator", "3840", "--log-level", "DEBUG"],
         env=env, stderr=subprocess.PIPE, text=True,
+        cwd=str(tmp_path),  # no config there: the defaults, state in tmp_path/state
     )
     try:
         deadline = time.monotonic() + 15
