@@ -121,9 +121,6 @@ def run(args: argparse.Namespace) -> int:
     level_given = args.log_level is not None
     _settings(args, provider)
     _check(args)
-    logs.configure(args.log_level, args.log_format)
-    if not path.exists():
-        log.info("event=config_defaults reason=no_config_file path=%s", path)
     try:
         store = Store.open(Path(args.state_dir))
     except StoreError as exc:
@@ -133,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
         if other is not None:
             raise CliError(f"another daemon (pid {other}) serves {args.state_dir}; stop it "
                            "first or give another --state-dir")
+        logs.configure(args.log_level, args.log_format)
+        if not path.exists():
+            log.info("event=config_defaults reason=no_config_file path=%s", path)
         try:
             config, refused, served_text = load_startup_config(provider, store)
         except ConfigError as exc:

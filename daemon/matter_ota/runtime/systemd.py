@@ -29,6 +29,7 @@ class Notifier:
         self.address = address
         self.watchdog_usec = watchdog_usec
         self._socket: socket.socket | None = None
+        self._failing = False
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Notifier:
@@ -72,8 +73,13 @@ class Notifier:
                 self._socket.setblocking(False)
             self._socket.sendto(text.encode(), target)
         except OSError as exc:
-            log.warning("event=sd_notify_failed socket=%s error=%s", self.address, exc)
+            if not self._failing:  # once per run of failures, not at every watchdog ping
+                log.warning("event=sd_notify_failed socket=%s error=%s", self.address, exc)
+            self._failing = True
             return False
+        if self._failing:
+            log.info("event=sd_notify_recovered socket=%s", self.address)
+            self._failing = False
         return True
 
     def ready(self, status: str) -> bool:
