@@ -17,7 +17,6 @@ lands whole in its field.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
@@ -31,6 +30,7 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
 
 _KEY = re.compile(r"(?<!\S)([A-Za-z_][A-Za-z0-9_.]*)=")
 _PLAIN = re.compile(r"[^\s\"=]*")
+_JSON = json.JSONDecoder()
 
 
 def kv(**fields: object) -> str:
@@ -45,20 +45,29 @@ def quote(value: object) -> str:
 
 def parse_fields(message: str) -> dict[str, str]:
     """The ``key=value`` pairs of a log message (see the module docstring)."""
-    keys = list(_KEY.finditer(message))
-    fields: dict[str, str] = {}
-    if not keys:
+    match = _KEY.search(message)
+    if match is None:
         return {"msg": message} if message else {}
-    head = message[: keys[0].start()].strip()
+    fields: dict[str, str] = {}
+    head = message[: match.start()].strip()
     if head:
         fields["msg"] = head
-    for i, match in enumerate(keys):
-        end = keys[i + 1].start() if i + 1 < len(keys) else len(message)
-        raw = message[match.end():end].strip()
-        if len(raw) >= 2 and raw[0] == raw[-1] == '"':
-            with contextlib.suppress(ValueError):
-                raw = str(json.loads(raw))
-        fields.setdefault(match.group(1), raw)
+    while match is not None:
+        key, start = match.group(1), match.end()
+        if message.startswith('"', start):  # a quoted value (kv): read it as JSON
+            try:
+                value, end = _JSON.raw_decode(message, start)
+            except ValueError:
+                pass
+            else:
+                if end == len(message) or message[end].isspace():
+                    fields.setdefault(key, str(value))
+                    match = _KEY.search(message, end)
+                    continue
+        following = _KEY.search(message, start)
+        end = following.start() if following is not None else len(message)
+        fields.setdefault(key, message[start:end].strip())
+        match = following
     return fields
 
 

@@ -24,13 +24,13 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
-import anyio.abc
+from anyio.streams.memory import MemoryObjectSendStream
 
 from matter_ota.config import Config, ProviderConfig, load_config, load_provider, parse_provider
 from matter_ota.facts import build_state
@@ -51,7 +51,7 @@ from matter_ota.reload import (
 from matter_ota.runtime import logs
 from matter_ota.runtime.systemd import Notifier
 from matter_ota.runtime.udp import UdpTransport
-from matter_ota.store import Store
+from matter_ota.store import Store, StoreError
 from matter_ota.yamlnodes import ConfigError
 
 log = logging.getLogger("matter_ota.service")
@@ -255,9 +255,15 @@ class Daemon:
         self.watcher.last_error = startup_error
         self._startup_error = startup_error
         self.address: Address | None = None
+        self._stop: anyio.Event | None = None
+        self._requests: MemoryObjectSendStream[str] | None = None
 
     def _apply(self, config: Config) -> None:
-        self.service.apply(config, self.watcher.digest)
+        try:
+            self.service.apply(config, self.watcher.digest)
+        except (StoreError, OSError) as exc:
+            # The facts could not be read: the previous state keeps serving; SIGHUP retries.
+            log.error("event=config_apply_failed reason=%s kept=previous", logs.quote(exc))
         self._status()
 
     def _status(self, text: str | None = None) -> None:
@@ -266,8 +272,20 @@ class Daemon:
         self.notifier.status(text or f"serving on {where}, config generation {served.generation}"
                              + (" (last edit refused)" if self.watcher.last_error else ""))
 
+    def stop(self, reason: str) -> None:
+        """End :meth:`run` cleanly (what SIGTERM / SIGINT do)."""
+        log.info("event=stop_requested reason=%s", reason)
+        if self._stop is not None:
+            self._stop.set()
+
+    def reload(self, reason: str) -> None:
+        """Re-read the config now (what SIGHUP does)."""
+        if self._requests is not None:
+            with contextlib.suppress(anyio.WouldBlock):  # a re-read is already pending
+                self._requests.send_nowait(reason)
+
     async def run(self) -> None:
-        """Serve until a stop signal; returns after a clean shutdown."""
+        """Serve until :meth:`stop` or a stop signal; returns after a clean shutdown."""
         store = self.service.store
         store.daemon_started(os.getpid(), time.time())
         self.service.record()
@@ -279,40 +297,48 @@ class Daemon:
             on_invalid(event)
             self._status()
 
-        requests_in, requests_out = anyio.create_memory_object_stream[str](4)
-        with anyio.open_signal_receiver(signal.SIGHUP, signal.SIGINT,
-                                        signal.SIGTERM) as signals:
-            async with anyio.create_task_group() as tg:
-                self.address = await tg.start(self.transport.run)
-                store.daemon_running(f"[{self.address[0]}]:{self.address[1]}", time.time())
-                served = self.service.current()
-                log.info("event=ready address=[%s]:%d generation=%d digest=%s", *self.address,
-                         served.generation, served.digest[:16])
-                self.notifier.ready(f"serving on [{self.address[0]}]:{self.address[1]}, "
-                                    f"config generation {served.generation}")
-                if self.on_ready is not None:
-                    self.on_ready(self.address)
-                tg.start_soon(functools.partial(watch, self.watcher, self._apply,
-                                                on_invalid=invalid, on_valid=on_valid,
-                                                requests=requests_out))
-                tg.start_soon(self.notifier.run_watchdog)
-                tg.start_soon(self._heartbeat)
-                for companion in self.companions:
-                    tg.start_soon(companion, self.address)
-                async for signum in signals:
-                    name = signal.Signals(signum).name
-                    log.info("event=signal signal=%s", name)
-                    if signum == signal.SIGHUP:
-                        with contextlib.suppress(anyio.WouldBlock):  # one is pending
-                            requests_in.send_nowait(name)
-                        continue
-                    break
-                self.notifier.stopping()
-                self._close_sessions()
-                tg.cancel_scope.cancel()
-        requests_in.close()
-        requests_out.close()
-        store.daemon_stopped(time.time())
+        self._stop = anyio.Event()
+        self._requests, requests = anyio.create_memory_object_stream[str](4)
+        try:
+            with anyio.open_signal_receiver(signal.SIGHUP, signal.SIGINT,
+                                            signal.SIGTERM) as signals:
+                async with anyio.create_task_group() as tg:
+                    self.address = await tg.start(self.transport.run)
+                    where = f"[{self.address[0]}]:{self.address[1]}"
+                    store.daemon_running(where, time.time())
+                    served = self.service.current()
+                    log.info("event=ready address=%s generation=%d digest=%s", where,
+                             served.generation, served.digest[:16])
+                    self.notifier.ready(f"serving on {where}, config generation "
+                                        f"{served.generation}")
+                    if self.on_ready is not None:
+                        self.on_ready(self.address)
+                    tg.start_soon(functools.partial(watch, self.watcher, self._apply,
+                                                    on_invalid=invalid, on_valid=on_valid,
+                                                    requests=requests))
+                    tg.start_soon(self._signals, signals)
+                    tg.start_soon(self.notifier.run_watchdog)
+                    tg.start_soon(self._heartbeat)
+                    for companion in self.companions:
+                        tg.start_soon(companion, self.address)
+                    await self._stop.wait()
+                    self.notifier.stopping()
+                    self._close_sessions()
+                    tg.cancel_scope.cancel()
+        finally:
+            self._requests.close()
+            requests.close()
+            self._requests = None
+            store.daemon_stopped(time.time())
+
+    async def _signals(self, signals: AsyncIterator[int]) -> None:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            log.info("event=signal signal=%s", name)
+            if signum == signal.SIGHUP:
+                self.reload(name)
+            else:
+                self.stop(name)
 
     def _close_sessions(self) -> None:
         """Tell every peer its session ends (CloseSession, 4.11.1.4); the transport sends

@@ -1,0 +1,172 @@
+"""ProviderService (what the OTA handlers read, swapped whole on reload) and the Daemon's task
+group in-process: CloseSession to every peer at stop, reload on request, companions."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+from msg_pair import make_node, secure_pair
+
+from matter_ota.config import Config, load_config
+from matter_ota.messaging.session import Address
+from matter_ota.node import SessionClosed
+from matter_ota.runtime.service import (
+    HEARTBEAT_INTERVAL,
+    Daemon,
+    ProviderService,
+    another_daemon,
+    load_provider_or_defaults,
+    load_startup_config,
+    restart_needed,
+)
+from matter_ota.runtime.systemd import Notifier
+from matter_ota.runtime.udp import UdpTransport
+from matter_ota.store import Store
+from matter_ota.yamlnodes import ConfigError
+
+RELEASE = """\
+releases:
+  - channel: production
+    product: "FFF1:8001"
+    image: light.ota
+    status: LIVE
+    rollout_percent: {percent}
+    cohort_seed: "00112233445566778899aabbccddeeff"
+    released_at: 2026-11-29T18:00:00Z
+"""
+
+
+def site(tmp_path: Path, percent: int = 10) -> Path:
+    provider = tmp_path / "provider.yaml"
+    provider.write_text("state_dir: state\n")
+    (tmp_path / "releases.yaml").write_text(RELEASE.format(percent=percent))
+    return provider
+
+
+def test_apply_swaps_state_and_records_generation(tmp_path: Path) -> None:
+    provider = site(tmp_path)
+    with Store.open(tmp_path / "state") as store:
+        service = ProviderService(load_config(provider), store, digest="a" * 64)
+        first = service.current()
+        assert first.generation == 1
+        key = next(iter(first.state.releases))
+        assert first.state.releases[key].rollout_percent == 10
+        site(tmp_path, percent=30)
+        store.daemon_started(os.getpid(), time.time())
+        served = service.apply(load_config(provider), "b" * 64)
+        assert served is service.current() and served.generation == 2
+        assert service.current_state().releases[key].rollout_percent == 30
+        assert first.state.releases[key].rollout_percent == 10  # the old snapshot is intact
+        status = store.daemon_status()
+        assert status is not None
+        assert (status.config_generation, status.config_digest) == (2, "b" * 64)
+        # The same files again (a bad edit undone): the same generation.
+        assert service.apply(load_config(provider), "b" * 64).generation == 2
+
+
+def test_restart_needed_names_the_keys(tmp_path: Path) -> None:
+    provider = site(tmp_path)
+    old = load_config(provider).provider
+    provider.write_text("state_dir: state\nnetwork:\n  port: 6000\nlimits:\n"
+                        "  max_concurrent_transfers: 3\n")
+    new = load_config(provider).provider
+    assert restart_needed(old, new) == ["network"]  # limits apply live
+
+
+def test_start_with_an_invalid_releases_file_serves_the_last_valid(tmp_path: Path) -> None:
+    provider_path = site(tmp_path)
+    provider = load_provider_or_defaults(provider_path, explicit=True)
+    releases = tmp_path / "releases.yaml"
+    with Store.open(tmp_path / "state") as store:
+        good = releases.read_text()
+        releases.write_text(good.replace("rollout_percent: 10", "rollout_percent: 101"))
+        with pytest.raises(ConfigError):
+            load_startup_config(provider, store)  # nothing valid known yet
+        store.save_valid_config(str(releases), good, time.time())
+        config, refused, text = load_startup_config(provider, store)
+        assert text == good and refused is not None
+        assert (refused.file, refused.line) == (str(releases), 6)
+        assert config.releases.releases[0].rollout_percent == 10
+
+
+def test_defaults_without_a_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    provider = load_provider_or_defaults(tmp_path / "etc" / "provider.yaml", explicit=False)
+    assert provider.state_dir == tmp_path / "state" and provider.network.port == 5540
+    with pytest.raises(ConfigError, match="no such file"):
+        load_provider_or_defaults(tmp_path / "etc" / "provider.yaml", explicit=True)
+
+
+def test_another_daemon(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as store:
+        assert another_daemon(store) is None
+        store.daemon_started(os.getpid(), time.time())
+        assert another_daemon(store) is None  # ourselves
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child only sleeps
+            time.sleep(5)
+            os._exit(0)
+        try:
+            now = time.time()
+            store.daemon_started(child, now)
+            assert another_daemon(store, now) == child
+            assert another_daemon(store, now + 4 * HEARTBEAT_INTERVAL) is None  # stale
+            store.daemon_stopped(now)
+            assert another_daemon(store, now) is None
+        finally:
+            os.kill(child, 9)
+            os.waitpid(child, 0)
+
+
+def test_daemon_closes_sessions_and_runs_companions(tmp_path: Path) -> None:
+    provider = site(tmp_path)
+    client, server = make_node(), make_node()
+    _c, s = secure_pair(client, server)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(5)
+    s.peer_addr = peer.getsockname()
+    seen: list[Address] = []
+    with Store.open(tmp_path / "state") as store:
+        service = ProviderService(load_config(provider), store)
+        transport = UdpTransport(server, host="127.0.0.1", port=0)
+        daemon = Daemon(service, server, transport, config_path=provider, config_explicit=True,
+                        notifier=Notifier(None))
+
+        async def companion(address: Address) -> None:
+            seen.append(address)
+            await anyio.sleep_forever()
+
+        daemon.companions.append(companion)
+
+        async def main() -> None:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(daemon.run)
+                with anyio.fail_after(5):
+                    while not seen:
+                        await anyio.sleep(0.01)
+                site(tmp_path, percent=40)
+                daemon.reload("test")  # at once, no polling wait
+                with anyio.fail_after(2):
+                    while service.current().generation < 2:
+                        await anyio.sleep(0.01)
+                daemon.stop("test")
+
+        anyio.run(main)
+        status = store.daemon_status()
+        assert status is not None and status.state == "stopped"
+    assert seen == [daemon.address]
+    data, addr = peer.recvfrom(2048)
+    peer.close()
+    client.datagram_received(data, addr, 1.0)
+    events = []
+    while (event := client.next_event()) is not None:
+        events.append(event)
+    assert [e.reason for e in events if isinstance(e, SessionClosed)] == ["peer_closed"]
+    assert len(server.sessions) == 0
+    assert isinstance(service.current_config(), Config)
