@@ -322,7 +322,7 @@ def test_ctrl_c_text_logs_and_invalid_start_uses_last_valid(
              "--new-set")
     site.releases.write_text(site.releases.read_text().replace("rollout_percent: 20",
                                                                "rollout_percent: 0"))
-    daemon = start(site, "--log-level", "debug")
+    daemon = start(site, "--log-level", "debug", "--banner")
     stopper.append(daemon)
     deadline = time.monotonic() + 15
     while "event=ready" not in daemon.log_path.read_text() and time.monotonic() < deadline:
@@ -342,6 +342,9 @@ def test_ctrl_c_text_logs_and_invalid_start_uses_last_valid(
                          r"line=\d+ reason=.+ kept=last_valid$", line) for line in lines), text
     assert any(" DEBUG " in line for line in lines)  # --log-level overrides the config
     assert "event=signal signal=SIGINT" in text and "event=stop component=serve" in text
+    # The banner (stdout): where it listens and the setup passcode / discriminator.
+    assert re.search(r"^matter-ota: serving on UDP \[127\.0\.0\.1\]:\d+$", text, re.M)
+    assert "setup passcode 20202021, discriminator 3840" in text
 
 
 def test_serve_refuses_a_second_daemon_on_the_same_state(

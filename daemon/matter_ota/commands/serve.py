@@ -70,6 +70,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="default: log.level of the config (info)")
     p.add_argument("--log-format", default=None, choices=list(logs.FORMATS),
                    help="text (key=value) or json, one line per event (default: log.format)")
+    p.add_argument("--banner", action=argparse.BooleanOptionalAction, default=None,
+                   help="print where the daemon listens and how to commission it on stdout "
+                   "(default: when stdout is a terminal)")
     p.set_defaults(func=run)
 
 
@@ -119,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     if path.exists():
         args.config = path  # the installers read the same file
     level_given = args.log_level is not None
+    show_banner = args.banner if args.banner is not None else sys.stdout.isatty()
     _settings(args, provider)
     _check(args)
     try:
@@ -159,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         daemon = Daemon(
             service, node, transport, config_path=path, config_explicit=explicit,
             companions=[functools.partial(c, args) for c in COMPANIONS],
-            on_ready=functools.partial(banner, args) if sys.stdout.isatty() else None,
+            on_ready=functools.partial(banner, args) if show_banner else None,
             startup_error=refused,
         )
         anyio.run(daemon.run)
