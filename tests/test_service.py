@@ -170,3 +170,28 @@ def test_daemon_closes_sessions_and_runs_companions(tmp_path: Path) -> None:
     assert [e.reason for e in events if isinstance(e, SessionClosed)] == ["peer_closed"]
     assert len(server.sessions) == 0
     assert isinstance(service.current_config(), Config)
+
+
+def test_reload_keeps_the_cohort_index_of_an_unchanged_seed(tmp_path: Path) -> None:
+    from matter_ota.facts import build_state
+    from matter_ota.store import DeviceRecord
+
+    provider = site(tmp_path)
+    with Store.open(tmp_path / "state") as store:
+        store.import_devices(DeviceRecord("2906C908D115D362", n, 0xFFF1, 0x8001, 1, None,
+                                          "production", 0.0, 0.0, "") for n in range(1, 201))
+        service = ProviderService(load_config(provider), store)
+        key = next(iter(service.current_state().releases))
+        first = service.current_state().cohorts[key]
+        assert first.percent == 10 and abs(first.selected_count - 20) <= 1
+        site(tmp_path, percent=30)
+        service.apply(load_config(provider), "x")
+        again = service.current_state().cohorts[key]
+        assert again is first and again.percent == 30  # no ledger read, no rehash
+        config = load_config(provider)
+        fresh = build_state(config.provider, config.releases, store).cohorts[key]
+        assert again.selected() == fresh.selected()  # the same selection as a full build
+        (tmp_path / "releases.yaml").write_text(RELEASE.format(percent=30).replace(
+            "00112233445566778899aabbccddeeff", "ffeeddccbbaa99887766554433221100"))
+        service.apply(load_config(provider), "y")
+        assert service.current_state().cohorts[key] is not first  # a new seed: rebuilt

@@ -160,8 +160,9 @@ class ProviderService:
     def current_config(self) -> Config:
         return self._served.config
 
-    def _build(self, config: Config, generation: int, digest: str) -> Served:
-        state = build_state(config.provider, config.releases, self.store)
+    def _build(self, config: Config, generation: int, digest: str,
+               previous: ReleaseState | None = None) -> Served:
+        state = build_state(config.provider, config.releases, self.store, previous=previous)
         return Served(config, state, generation, digest, self._clock())
 
     def apply(self, config: Config, digest: str) -> Served:
@@ -169,7 +170,8 @@ class ProviderService:
         old = self._served
         started = time.perf_counter()
         same = digest == old.digest and config == old.config  # e.g. a bad edit undone
-        served = self._build(config, old.generation if same else old.generation + 1, digest)
+        served = self._build(config, old.generation if same else old.generation + 1, digest,
+                             previous=old.state)
         build_ms = (time.perf_counter() - started) * 1000
         self._served = served  # the swap: one reference
         self.record()
@@ -187,7 +189,8 @@ class ProviderService:
         return served
 
     def rebuild(self) -> None:
-        """The same config with facts re-read from the store and the firmware folder."""
+        """The same config with every fact re-read from the store and the firmware folder
+        (cohort indexes included: e.g. after a ledger import by another process)."""
         s = self._served
         self._served = self._build(s.config, s.generation, s.digest)
 
