@@ -76,6 +76,8 @@ def test_restart_needed_names_the_keys(tmp_path: Path) -> None:
                         "  max_concurrent_transfers: 3\n")
     new = load_config(provider).provider
     assert restart_needed(old, new) == ["network"]  # limits apply live
+    provider.write_text("state_dir: other\nlog:\n  format: json\n  level: debug\n")
+    assert restart_needed(old, load_config(provider).provider) == ["state_dir", "log.format"]
 
 
 def test_start_with_an_invalid_releases_file_serves_the_last_valid(tmp_path: Path) -> None:

@@ -177,7 +177,8 @@ def banner(args: argparse.Namespace, address: Address, out: Any = None) -> None:
     """What a person at a terminal needs: where the daemon listens and how to commission it."""
     out = out or sys.stdout
     print(f"matter-ota: serving on UDP [{address[0]}]:{address[1]}", file=out)
-    print(f"  config {args.config or '(defaults)'}, state {args.state_dir}", file=out)
+    print(f"  config: {args.config or '(built-in defaults)'}; state: {args.state_dir}",
+          file=out)
     print(f"  setup passcode {args.passcode:08d}, discriminator {args.discriminator}", file=out)
     codes = setup_codes(args)
     if codes is not None:

@@ -78,7 +78,8 @@ def describe(r: dict[str, Any]) -> list[str]:
     lines.append(f"config: generation {r['config_generation']} applied "
                  f"{r['config_applied_at']} (digest {r['config_digest'][:12]})")
     if r["in_sync"]:
-        lines.append("files:  the daemon serves the files on disk")
+        lines.append("files:  the daemon serves the files on disk" if state == "running" else
+                     "files:  unchanged since the daemon last applied them")
     elif r["warnings"]:
         lines.append("files:  the files on disk were refused; the daemon serves the last "
                      "valid version")

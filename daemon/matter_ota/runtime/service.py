@@ -58,8 +58,9 @@ log = logging.getLogger("matter_ota.service")
 
 HEARTBEAT_INTERVAL = 15.0  # seconds between the daemon's "still alive" writes in the store
 
-# provider.yaml keys a running daemon cannot change (socket, identity, state): a change is
-# logged as needing a restart; the rest (channels, limits, firmware_dir, DCL, log level) applies.
+# provider.yaml keys a running daemon cannot change (socket, identity, state; also log.format):
+# a change is logged as needing a restart; the rest (channels, limits, firmware_dir, DCL, log
+# level) applies.
 RESTART_KEYS = ("node", "network", "state_dir")
 
 Companion = Callable[[Address], Coroutine[Any, Any, None]]
@@ -202,7 +203,10 @@ class ProviderService:
 
 def restart_needed(old: ProviderConfig, new: ProviderConfig) -> list[str]:
     """The provider.yaml keys that changed but apply only at the next start."""
-    return [key for key in RESTART_KEYS if getattr(old, key) != getattr(new, key)]
+    keys = [key for key in RESTART_KEYS if getattr(old, key) != getattr(new, key)]
+    if old.log.format != new.log.format:
+        keys.append("log.format")  # the level applies live
+    return keys
 
 
 def startup_digest(config: Config, served_text: str | None) -> str:
