@@ -18,7 +18,9 @@ from typing import Any
 import anyio
 
 from matter_ota.cli import EXIT_USAGE, CliError
+from matter_ota.commands._case import install_case
 from matter_ota.commands._common import add_config_options, default_config_path
+from matter_ota.commands._im import install_im
 from matter_ota.commands._pase import install_pase
 from matter_ota.config import ProviderConfig
 from matter_ota.crypto import spake2p
@@ -44,7 +46,11 @@ log = logging.getLogger("matter_ota.serve")
 # arguments carry the effective settings (flags, else provider.yaml: port, passcode,
 # discriminator, state_dir, vendor_id, product_id, device_name) and ``args.service``, the
 # ProviderService whose current_state() the OTA handlers consult.
-INSTALLERS: list[Callable[[Node, argparse.Namespace], None]] = [install_pase]
+INSTALLERS: list[Callable[[Node, argparse.Namespace], None]] = [
+    install_pase,
+    install_case,
+    install_im,
+]
 
 # Long-running companions (mDNS advertiser, ...): each is called with the arguments and the
 # bound UDP address once the socket is bound, and runs in the daemon's task group until stop.
@@ -66,6 +72,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="setup passcode for commissioning (default: node.passcode)")
     p.add_argument("--discriminator", type=int, default=None,
                    help="12-bit discriminator (default: node.discriminator)")
+    p.add_argument(
+        "--fabric-file",
+        action="append",
+        metavar="FILE",
+        help="a fabric to answer CASE for (JSON from FabricInfo.to_dict; repeatable)",
+    )
     p.add_argument("--log-level", default=None, type=str.lower, choices=list(logs.LEVELS),
                    help="default: log.level of the config (info)")
     p.add_argument("--log-format", default=None, choices=list(logs.FORMATS),
