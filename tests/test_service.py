@@ -58,7 +58,11 @@ def test_apply_swaps_state_and_records_generation(tmp_path: Path) -> None:
         assert first.state.releases[key].rollout_percent == 10
         site(tmp_path, percent=30)
         store.daemon_started(os.getpid(), time.time())
+        heard: list[int] = []
+        service.subscribe(lambda s: heard.append(s.generation))
+        service.subscribe(lambda s: 1 / 0)  # a broken listener is logged, nothing more
         served = service.apply(load_config(provider), "b" * 64)
+        assert heard == [2]
         assert served is service.current() and served.generation == 2
         assert service.current_state().releases[key].rollout_percent == 30
         assert first.state.releases[key].rollout_percent == 10  # the old snapshot is intact

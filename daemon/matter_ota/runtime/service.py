@@ -150,6 +150,12 @@ class ProviderService:
         self._clock = clock
         self._served = self._build(config, 1, digest)
         self.log_level_fixed = False  # True when --log-level overrides the config's
+        self._listeners: list[Callable[[Served], None]] = []
+
+    def subscribe(self, listener: Callable[[Served], None]) -> None:
+        """Call ``listener`` with each newly applied config (after the swap), e.g. the BDX
+        sender's released-images table; read :meth:`current` for the one in force now."""
+        self._listeners.append(listener)
 
     def current(self) -> Served:
         return self._served
@@ -176,6 +182,12 @@ class ProviderService:
         build_ms = (time.perf_counter() - started) * 1000
         self._served = served  # the swap: one reference
         self.record()
+        for listener in self._listeners:
+            try:
+                listener(served)
+            except Exception:  # one consumer's bug must not stop the reload for the others
+                log.exception("event=config_listener_failed listener=%s",
+                              getattr(listener, "__qualname__", listener))
         restart = restart_needed(old.config.provider, config.provider)
         if restart:
             log.warning("event=config_restart_needed keys=%s reason=%s", ",".join(restart),
