@@ -10,6 +10,7 @@ the socket is bound, WATCHDOG=1 at half of $WATCHDOG_USEC.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -26,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from matter_ota.cli import main
+from matter_ota.cli import build_parser, main
 from matter_ota.ota_image import build_image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -174,6 +175,14 @@ def notify(tmp_path: Path) -> Iterator[Notifications]:
     n.close()
 
 
+def _no_mdns() -> list[str]:
+    """``--no-mdns`` where serve has it: mDNS never leaves a namespace, and this test has none
+    (serve also keeps quiet on a loopback-only --listen)."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return ["--no-mdns"] if "--no-mdns" in sub.choices["serve"]._option_string_actions else []
+
+
 def start(site: Site, *args: str, env: dict[str, str] | None = None) -> Daemon:
     log_path = site.root / "daemon.log"
     environ = dict(os.environ, PYTHONPATH=str(ROOT / "daemon"), PYTHONUNBUFFERED="1",
@@ -181,7 +190,7 @@ def start(site: Site, *args: str, env: dict[str, str] | None = None) -> Daemon:
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "matter_ota.cli", "serve", "--config", str(site.provider),
-             "--listen", "127.0.0.1", "--port", "0", *args],
+             "--listen", "127.0.0.1", "--port", "0", *_no_mdns(), *args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environ,
             cwd=site.root,
         )
@@ -368,3 +377,18 @@ def test_serve_config_errors_are_one_line(site: Site, tmp_path: Path) -> None:
     assert len(err) == 1 and "provider.yaml:2" in err[0]
     assert main(["serve", "--config", str(tmp_path / "absent.yaml")]) == 1
     assert "no such file" in site.capsys.readouterr().err
+
+
+def test_banner_shows_the_setup_codes_when_the_payload_module_exists() -> None:
+    pytest.importorskip("matter_ota.setup_payload")
+    import io
+
+    from matter_ota.commands.serve import banner
+
+    out = io.StringIO()
+    banner(argparse.Namespace(config="config/provider.yaml", state_dir="state",
+                              passcode=20202021, discriminator=3840, vendor_id=0xFFF1,
+                              product_id=0x8000), ("::", 5540), out)
+    text = out.getvalue()
+    assert "serving on UDP [::]:5540" in text and "setup passcode 20202021" in text
+    assert re.search(r"manual pairing code [\d-]{11,}, QR payload MT:\S+", text), text
