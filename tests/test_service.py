@@ -201,3 +201,17 @@ def test_reload_keeps_the_cohort_index_of_an_unchanged_seed(tmp_path: Path) -> N
             "00112233445566778899aabbccddeeff", "ffeeddccbbaa99887766554433221100"))
         service.apply(load_config(provider), "y")
         assert service.current_state().cohorts[key] is not first  # a new seed: rebuilt
+
+
+def test_last_valid_text_found_whatever_the_path_spelling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scripts/run gives the daemon config/provider.yaml (relative); an operator's CLI may
+    name /abs/config/provider.yaml: both find the same last valid releases text."""
+    (tmp_path / "config").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with Store.open(tmp_path / "state") as store:
+        store.save_valid_config("config/releases.yaml", "releases:\n", time.time())
+        assert store.last_valid_config(str(tmp_path / "config" / "releases.yaml")) == (
+            "releases:\n")
+        assert store.last_valid_config("config/../config/releases.yaml") == "releases:\n"

@@ -565,7 +565,7 @@ class Store:
         with self._write(durable=True) as c:
             c.execute(
                 "INSERT OR REPLACE INTO last_valid_config (file, at, text) VALUES (?, ?, ?)",
-                (file, now, text),
+                (file_key(file), now, text),
             )
             cur = c.execute(
                 "INSERT INTO audit (at, actor, action, channel, product, before_json,"
@@ -616,11 +616,12 @@ class Store:
         with self._write(durable=True) as c:
             c.execute(
                 "INSERT OR REPLACE INTO last_valid_config (file, at, text) VALUES (?, ?, ?)",
-                (file, now, text),
+                (file_key(file), now, text),
             )
 
     def last_valid_config(self, file: str) -> str | None:
-        rows = self._read("SELECT text FROM last_valid_config WHERE file = ?", (file,))
+        rows = self._read("SELECT text FROM last_valid_config WHERE file = ?",
+                          (file_key(file),))
         return str(rows[0][0]) if rows else None
 
     def config_warnings(self) -> list[ConfigWarning]:
@@ -681,6 +682,12 @@ class Store:
             r["config_generation"], r["config_digest"], r["config_applied_at"],
             tuple(files.split("\n")) if files else (),
         )
+
+
+def file_key(file: str) -> str:
+    """How a config file is named in the store: its real absolute path, so the daemon and the
+    CLI find the same row whatever working directory or spelling each was started with."""
+    return os.path.realpath(file)
 
 
 def _set_outcome(
