@@ -349,6 +349,7 @@ class Daemon:
             requests.close()
             self._requests = None
             store.daemon_stopped(time.time())
+            self.notifier.close()
 
     async def _signals(self, signals: AsyncIterator[int]) -> None:
         async for signum in signals:
