@@ -149,6 +149,9 @@ def test_daemon_closes_sessions_and_runs_companions(tmp_path: Path) -> None:
             await anyio.sleep_forever()
 
         daemon.companions.append(companion)
+        stopped: list[int] = []
+        service.at_stop(lambda now: stopped.append(len(server.sessions)))
+        service.at_stop(lambda now: 1 / 0)  # logged; the sessions still close
 
         async def main() -> None:
             async with anyio.create_task_group() as tg:
@@ -167,6 +170,7 @@ def test_daemon_closes_sessions_and_runs_companions(tmp_path: Path) -> None:
         status = store.daemon_status()
         assert status is not None and status.state == "stopped"
     assert seen == [daemon.address]
+    assert stopped == [1]  # the hooks ran before the sessions closed
     data, addr = peer.recvfrom(2048)
     peer.close()
     client.datagram_received(data, addr, 1.0)

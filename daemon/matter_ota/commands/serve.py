@@ -166,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
             path if path.exists() else "-", args.state_dir, args.port, args.listen or "any",
             args.discriminator, len(INSTALLERS),
         )
-        transport = UdpTransport(node, host=args.listen, port=args.port)
+        transport = UdpTransport(node, host=args.listen, port=args.port,
+                                 on_event=getattr(args, "on_event", None))
         try:
             transport.open()
         except OSError as exc:

@@ -151,6 +151,21 @@ class ProviderService:
         self._served = self._build(config, 1, digest)
         self.log_level_fixed = False  # True when --log-level overrides the config's
         self._listeners: list[Callable[[Served], None]] = []
+        self._stop_hooks: list[Callable[[float], None]] = []
+
+    def at_stop(self, hook: Callable[[float], None]) -> None:
+        """Call ``hook(now)`` (the node's monotonic clock) when the daemon stops, before the
+        sessions close: e.g. the BDX server failing its transfers and telling the devices."""
+        self._stop_hooks.append(hook)
+
+    def stopping(self, now: float) -> None:
+        """Run the stop hooks, each on its own (one failing does not skip the others)."""
+        for hook in self._stop_hooks:
+            try:
+                hook(now)
+            except Exception:
+                log.exception("event=stop_hook_failed hook=%s",
+                              getattr(hook, "__qualname__", hook))
 
     def subscribe(self, listener: Callable[[Served], None]) -> None:
         """Call ``listener`` with each newly applied config (after the swap), e.g. the BDX
@@ -361,9 +376,10 @@ class Daemon:
                 self.stop(name)
 
     def _close_sessions(self) -> None:
-        """Tell every peer its session ends (CloseSession, 4.11.1.4); the transport sends
-        these last datagrams as it closes."""
+        """Run the stop hooks, then tell every peer its session ends (CloseSession,
+        4.11.1.4); the transport sends these last datagrams as it closes."""
         now = time.monotonic()
+        self.service.stopping(now)
         sessions = list(self.node.sessions)
         for session in sessions:
             try:

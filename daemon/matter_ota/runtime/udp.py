@@ -153,7 +153,9 @@ class UdpTransport:
                     await anyio.wait_readable(sock)
                 self._sleep = None
         finally:
-            # Last words queued before the cancel (CloseSession on shutdown) still go out.
+            # Last words queued before the cancel (transfers failed and CloseSession on
+            # shutdown) still reach the event handler and the wire.
+            self._drain_events()
             self._flush(sock)
             sock.close()
 
