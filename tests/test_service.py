@@ -219,3 +219,22 @@ def test_last_valid_text_found_whatever_the_path_spelling(
         assert store.last_valid_config(str(tmp_path / "config" / "releases.yaml")) == (
             "releases:\n")
         assert store.last_valid_config("config/../config/releases.yaml") == "releases:\n"
+
+
+def test_serve_settings_from_the_config_flags_win(tmp_path: Path) -> None:
+    import argparse
+
+    from matter_ota.commands.serve import _settings
+    from matter_ota.config import load_provider
+
+    provider = tmp_path / "provider.yaml"
+    provider.write_text("node:\n  passcode: 34567890\n  discriminator: 1234\n"
+                        "  vendor_id: 0xFFF2\nnetwork:\n  port: 5600\n  ipv4: false\n"
+                        "log:\n  level: warning\n")
+    args = argparse.Namespace(port=None, passcode=None, discriminator=77, state_dir=None,
+                              listen=None, log_level=None, log_format="json")
+    _settings(args, load_provider(provider))
+    assert (args.port, args.passcode, args.discriminator, args.vendor_id) == (
+        5600, 34567890, 77, 0xFFF2)
+    assert (args.state_dir, args.listen) == (tmp_path / "state", "::")
+    assert (args.log_level, args.log_format, args.max_sessions) == ("warning", "json", 64)

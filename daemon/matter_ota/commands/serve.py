@@ -101,6 +101,8 @@ def _settings(args: argparse.Namespace, provider: ProviderConfig) -> None:
     for key, value in defaults.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
+    if args.listen is None and not provider.network.ipv4:
+        args.listen = "::"  # IPv6 only (an explicit "::" binds with IPV6_V6ONLY)
 
 
 def _check(args: argparse.Namespace) -> None:
