@@ -23,6 +23,7 @@ from matter_ota.runtime.service import (
     load_provider_or_defaults,
     load_startup_config,
     restart_needed,
+    startup_digest,
 )
 from matter_ota.runtime.systemd import Notifier
 from matter_ota.runtime.udp import UdpTransport
@@ -139,7 +140,8 @@ def test_daemon_closes_sessions_and_runs_companions(tmp_path: Path) -> None:
     s.peer_addr = peer.getsockname()
     seen: list[Address] = []
     with Store.open(tmp_path / "state") as store:
-        service = ProviderService(load_config(provider), store)
+        config = load_config(provider)
+        service = ProviderService(config, store, digest=startup_digest(config, None))
         transport = UdpTransport(server, host="127.0.0.1", port=0)
         daemon = Daemon(service, server, transport, config_path=provider, config_explicit=True,
                         notifier=Notifier(None))
@@ -159,11 +161,15 @@ def test_daemon_closes_sessions_and_runs_companions(tmp_path: Path) -> None:
                 with anyio.fail_after(5):
                     while not seen:
                         await anyio.sleep(0.01)
+                await anyio.sleep(0.1)
+                assert service.current().generation == 1  # nothing changed since the load
                 site(tmp_path, percent=40)
                 daemon.reload("test")  # at once, no polling wait
                 with anyio.fail_after(2):
                     while service.current().generation < 2:
                         await anyio.sleep(0.01)
+                key = next(iter(service.current_state().releases))
+                assert service.current_state().releases[key].rollout_percent == 40
                 daemon.stop("test")
 
         anyio.run(main)

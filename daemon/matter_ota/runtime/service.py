@@ -355,6 +355,8 @@ class Daemon:
                     tg.start_soon(self._heartbeat)
                     for companion in self.companions:
                         tg.start_soon(companion, self.address)
+                    if self._startup_error is None and self.watcher.digest != served.digest:
+                        self.reload("changed_during_start")  # edited since it was loaded
                     await self._stop.wait()
                     self.notifier.stopping()
                     self._close_sessions()
