@@ -379,16 +379,16 @@ def test_serve_config_errors_are_one_line(site: Site, tmp_path: Path) -> None:
     assert "no such file" in site.capsys.readouterr().err
 
 
-def test_banner_shows_the_setup_codes_when_the_payload_module_exists() -> None:
-    pytest.importorskip("matter_ota.setup_payload")
+def test_banner_shows_where_and_the_setup_codes(site: Site) -> None:
     import io
 
     from matter_ota.commands.serve import banner
 
     out = io.StringIO()
-    banner(argparse.Namespace(config="config/provider.yaml", state_dir="state",
-                              passcode=20202021, discriminator=3840, vendor_id=0xFFF1,
-                              product_id=0x8000), ("::", 5540), out)
+    banner(argparse.Namespace(config=site.provider, state_dir="state", passcode=20202021,
+                              discriminator=3840, vendor_id=0xFFF1, product_id=0x8000,
+                              device_name=None), ("::", 5540), out)
     text = out.getvalue()
     assert "serving on UDP [::]:5540" in text and "setup passcode 20202021" in text
-    assert re.search(r"manual pairing code [\d-]{11,}, QR payload MT:\S+", text), text
+    # 3497-011-2332: the manual code every SDK example prints for 20202021 / 3840.
+    assert "manual pairing code 3497-011-2332, QR payload MT:Y.K90AFN00KA0648G00" in text

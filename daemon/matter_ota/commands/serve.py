@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib
 import logging
 import sys
 from collections.abc import Callable, Coroutine
@@ -21,7 +20,10 @@ from matter_ota.cli import EXIT_USAGE, CliError
 from matter_ota.commands._case import install_case
 from matter_ota.commands._common import add_config_options, default_config_path
 from matter_ota.commands._im import install_im
+from matter_ota.commands._mdns import add_mdns_options, advertise, check_mdns_options
+from matter_ota.commands._mdns import commissionable_params as commissionable_params
 from matter_ota.commands._pase import install_pase
+from matter_ota.commands.setup_code import add_device_options, payload_from_args
 from matter_ota.config import ProviderConfig
 from matter_ota.crypto import spake2p
 from matter_ota.messaging.session import Address
@@ -36,6 +38,7 @@ from matter_ota.runtime.service import (
     startup_digest,
 )
 from matter_ota.runtime.udp import UdpTransport
+from matter_ota.setup_payload import format_manual_code
 from matter_ota.store import Store, StoreError
 from matter_ota.yamlnodes import ConfigError
 
@@ -54,7 +57,9 @@ INSTALLERS: list[Callable[[Node, argparse.Namespace], None]] = [
 
 # Long-running companions (mDNS advertiser, ...): each is called with the arguments and the
 # bound UDP address once the socket is bound, and runs in the daemon's task group until stop.
-COMPANIONS: list[Callable[[argparse.Namespace, Address], Coroutine[Any, Any, None]]] = []
+COMPANIONS: list[Callable[[argparse.Namespace, Address], Coroutine[Any, Any, None]]] = [
+    advertise,
+]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -85,6 +90,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--banner", action=argparse.BooleanOptionalAction, default=None,
                    help="print where the daemon listens and how to commission it on stdout "
                    "(default: when stdout is a terminal)")
+    add_device_options(p)
+    add_mdns_options(p)
     p.set_defaults(func=run)
 
 
@@ -116,6 +123,7 @@ def _check(args: argparse.Namespace) -> None:
         spake2p.check_passcode(args.passcode)  # 5.1.7.1
     except spake2p.InvalidPasscode as e:
         raise CliError(f"--passcode: {e}", EXIT_USAGE) from None
+    check_mdns_options(args)
 
 
 def build_node(args: argparse.Namespace) -> Node:
@@ -162,6 +170,11 @@ def run(args: argparse.Namespace) -> int:
         service.log_level_fixed = level_given
         args.service = service
         node = build_node(args)
+        payload = payload_from_args(args)
+        if payload is not None:
+            # The codes a person types or scans into a commissioner (5.1.3, 5.1.4).
+            log.info("event=setup_codes manual=%s qr=%s", payload.manual_code(),
+                     payload.qr_code())
         log.info(
             "event=start component=serve config=%s state_dir=%s port=%d listen=%s "
             "passcode=set discriminator=%d protocols=%d",
@@ -202,12 +215,11 @@ def banner(args: argparse.Namespace, address: Address, out: Any = None) -> None:
 
 
 def setup_codes(args: argparse.Namespace) -> tuple[str, str] | None:
-    """The manual code and QR payload, when the onboarding-payload module is installed (it is
-    the mDNS work's; looked up by name so that this command works with or without it)."""
+    """The manual pairing code (as people type it) and the QR payload."""
     try:
-        module: Any = importlib.import_module("matter_ota.setup_payload")
-        payload = module.SetupPayload(passcode=args.passcode, discriminator=args.discriminator,
-                                      vendor_id=args.vendor_id, product_id=args.product_id)
-        return str(module.format_manual_code(payload.manual_code())), str(payload.qr_code())
-    except Exception:  # absent, or refuses these values: the passcode above still works
+        payload = payload_from_args(args)
+    except CliError:
         return None
+    if payload is None:
+        return None
+    return format_manual_code(payload.manual_code()), payload.qr_code()
