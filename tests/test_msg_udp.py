@@ -152,6 +152,7 @@ def test_serve_command_starts_logs_and_stops_on_sigterm(tmp_path: object) -> Non
          "--passcode", "20202021", "--discriminator", "3840", "--log-level", "DEBUG",
          "--no-mdns"],
         env=env, stderr=subprocess.PIPE, text=True,
+        cwd=str(tmp_path),  # no config there: the defaults, state in tmp_path/state
     )
     try:
         deadline = time.monotonic() + 15

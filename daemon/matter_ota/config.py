@@ -32,7 +32,7 @@ from matter_ota.releases_file import (
 from matter_ota.yamlnodes import ConfigError, Doc, is_null
 
 __all__ = [
-    "Config", "ConfigError", "DclConfig", "Limits", "NetworkConfig", "NodeIdentity",
+    "Config", "ConfigError", "DclConfig", "Limits", "LogConfig", "NetworkConfig", "NodeIdentity",
     "ProviderConfig", "ReleasesConfig", "load_config", "load_provider", "load_releases",
     "parse_provider", "parse_releases", "release_to_yaml",
 ]
@@ -94,6 +94,16 @@ class DclConfig:
     request_timeout: float = 30.0
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    format: str = "text"
+
+
 @dataclass(frozen=True)
 class ProviderConfig:
     """``provider.yaml``: ``channels`` lists the default channel first, then the rest in file
@@ -108,6 +118,7 @@ class ProviderConfig:
     limits: Limits = Limits()
     dcl: DclConfig = DclConfig()
     channels: tuple[Channel, ...] = (Channel(DEFAULT_CHANNEL),)
+    log: LogConfig = LogConfig()
 
     @property
     def channel_names(self) -> frozenset[str]:
@@ -123,7 +134,7 @@ class Config:
 # --- provider.yaml ----------------------------------------------------------------------------
 
 _TOP_KEYS = ("node", "network", "state_dir", "firmware_dir", "releases_file", "limits", "dcl",
-             "channels")
+             "channels", "log")
 _NODE_KEYS = ("vendor_id", "product_id", "discriminator", "passcode", "device_name",
               "vendor_name", "product_name")
 _NETWORK_KEYS = ("port", "interfaces", "ipv4")
@@ -161,7 +172,25 @@ def _provider(doc: Doc) -> ProviderConfig:
         limits=_limits(doc, top.get("limits")),
         dcl=_dcl(doc, top.get("dcl")),
         channels=_channels(doc, top.get("channels")),
+        log=_log(doc, top.get("log")),
     )
+
+
+def _log(doc: Doc, node: yaml.Node | None) -> LogConfig:
+    m = doc.mapping(node, "log", ("level", "format"))
+    d = LogConfig()
+
+    def choice(key: str, allowed: tuple[str, ...], default: str) -> str:
+        if key not in m:
+            return default
+        value = doc.text(m[key], f"log.{key}").strip().lower()
+        if value not in allowed:
+            doc.error(m[key], f"log.{key} {value!r} is not one of {', '.join(allowed)}",
+                      f"write one of {', '.join(allowed)}")
+        return value
+
+    return LogConfig(level=choice("level", LOG_LEVELS, d.level),
+                     format=choice("format", LOG_FORMATS, d.format))
 
 
 def _node(doc: Doc, node: yaml.Node | None) -> NodeIdentity:

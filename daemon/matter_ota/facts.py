@@ -79,9 +79,23 @@ def build_state(
     releases: ReleasesConfig,
     store: Store,
     dcl_images: dict[ReleaseKey, tuple[ImageInfo, ...]] | None = None,
+    *,
+    previous: ReleaseState | None = None,
 ) -> ReleaseState:
     """Everything decide() reads. DCL releases take their candidates from ``dcl_images``
-    (the DCL source's cache); without it they have none and offer nothing."""
+    (the DCL source's cache); without it they have none and offer nothing.
+
+    With ``previous`` (a reload in the daemon), a release whose cohort seed is unchanged keeps
+    its cohort index (kept current in place by the daemon), moved to the new percent: a
+    reload then costs no ledger read and no hashing (140 ms for 10,000 devices otherwise).
+    The indexes are touched only once everything else is built, so a failed build leaves
+    ``previous`` as it was."""
+    reused: dict[ReleaseKey, CohortIndex] = {}
+    if previous is not None:
+        for release in releases.releases:
+            old = previous.cohorts.get(release.key)
+            if old is not None and old.seed == release.seed_bytes:
+                reused[release.key] = old
     images: dict[ReleaseKey, tuple[ImageInfo, ...]] = {}
     for release in releases.releases:
         if release.image is not None:
@@ -91,14 +105,22 @@ def build_state(
             images[release.key] = dcl_images.get(release.key, ())
     transferring = frozenset(ref(c, n) for c, n in store.active_transfer_devices())
     limits = provider.limits
+    cohorts = {r.key: reused[r.key] if r.key in reused else cohort(store, r)
+               for r in releases.releases}
+    outcome_counts = {r.key: outcomes(store, r) for r in releases.releases}
+    active = store.active_transfers()
+    for release in releases.releases:
+        index = reused.get(release.key)
+        if index is not None and index.percent != release.rollout_percent:
+            index.set_percent(release.rollout_percent)
     return ReleaseState(
         channels=provider.channels,
         releases={r.key: r for r in releases.releases},
         images=images,
-        cohorts={r.key: cohort(store, r) for r in releases.releases},
-        active_transfers=store.active_transfers(),
+        cohorts=cohorts,
+        active_transfers=active,
         transferring=transferring,
-        outcomes={r.key: outcomes(store, r) for r in releases.releases},
+        outcomes=outcome_counts,
         busy=BusyPolicy(max_transfers=limits.max_concurrent_transfers,
                         base=limits.busy_retry_base, spread=limits.busy_retry_spread),
     )

@@ -19,10 +19,13 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
+
+import anyio
+from anyio.abc import ObjectReceiveStream
 
 from matter_ota.config import Config, load_config, parse_releases
 from matter_ota.store import Store
@@ -159,19 +162,53 @@ class ConfigWatcher(Generic[T]):
         self._pending = None
         if current == self._reported:
             return None  # the same bad content as last time: already reported
+        return self._load_from(current)
+
+    def reload(self, now: float) -> Reloaded[T] | Invalid:
+        """Load now, whatever the files look like (the operator asked: SIGHUP); an error is
+        reported again even if this content was reported before."""
+        self._next = now + self.interval
+        self._last_hash = now
+        self._pending = None
+        return self._load_from(self._snapshot(rehash=True))
+
+    def _load_from(self, current: dict[Path, Fingerprint]) -> Reloaded[T] | Invalid:
+        changed = tuple(p for p in current if current[p] != self._seen.get(p))
         try:
             config = self._load()
         except self._errors as exc:
-            changed = [p for p in current if current[p] != self._seen.get(p)]
             self._reported = current
             self.last_error = describe_error(exc, changed[0] if changed else next(iter(current)))
             return self.last_error
-        changed_files = tuple(p for p in current if current[p] != self._seen.get(p))
         self.current = config
-        self._seen = self._snapshot(rehash=True)
+        # What was seen before the load, not after: an edit landing during the load then
+        # shows as a change at the next poll instead of being taken for the loaded version.
+        self._seen = {p: current[p] if p in current else fingerprint(p)
+                      for p in self._paths(config)}
         self._reported = None
         self.last_error = None
-        return Reloaded(config, changed_files)
+        return Reloaded(config, changed)
+
+    @property
+    def digest(self) -> str:
+        """One digest of the files the config in force was loaded from (see :func:`digest`)."""
+        return combined_digest(self._seen)
+
+
+def combined_digest(fingerprints: Mapping[Path, Fingerprint]) -> str:
+    """SHA-256 over the content digests of the files in order (provider.yaml, then the
+    releases file); ``missing`` stands for an absent file. Paths are left out, so the daemon
+    and the CLI agree however each spells them."""
+    h = hashlib.sha256()
+    for fp in fingerprints.values():
+        h.update(f"{fp.digest or 'missing'}\n".encode())
+    return h.hexdigest()
+
+
+def files_digest(paths: Sequence[Path]) -> str:
+    """:func:`combined_digest` of the files as they are on disk now (what `matter-ota status`
+    compares with the digest the daemon recorded)."""
+    return combined_digest({p: fingerprint(p) for p in paths})
 
 
 async def watch(
@@ -181,15 +218,22 @@ async def watch(
     on_invalid: Callable[[Invalid], None] | None = None,
     on_valid: Callable[[], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    requests: ObjectReceiveStream[str] | None = None,
 ) -> None:
-    """Run the watcher forever (cancel the task to stop): log and apply each event."""
-    import anyio
+    """Run the watcher forever (cancel the task to stop): log and apply each event.
 
+    Each item received from ``requests`` (e.g. ``"SIGHUP"``) forces a re-read at once."""
+    forced: str | None = None
     while True:
-        event = watcher.check(clock())
+        if forced is not None:
+            log.info("event=config_reread reason=%s", forced)
+            event: Reloaded[T] | Invalid | None = watcher.reload(clock())
+        else:
+            event = watcher.check(clock())
         if isinstance(event, Reloaded):
             log.info(
-                "event=config_reloaded files=%s", ",".join(str(p) for p in event.files)
+                "event=config_reloaded files=%s",
+                ",".join(str(p) for p in event.files) or "-",
             )
             result = apply(event.config)
             if result is not None:
@@ -203,7 +247,13 @@ async def watch(
             )
             if on_invalid is not None:
                 on_invalid(event)
-        await anyio.sleep(max(0.0, watcher.next_deadline() - clock()))
+        forced = None
+        delay = max(0.0, watcher.next_deadline() - clock())
+        if requests is None:
+            await anyio.sleep(delay)
+            continue
+        with anyio.move_on_after(delay):
+            forced = await requests.receive()
 
 
 # -- the daemon's wiring ---------------------------------------------------------------------

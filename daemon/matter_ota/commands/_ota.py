@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from matter_ota.cli import EXIT_USAGE, CliError
@@ -28,6 +29,7 @@ from matter_ota.policy.model import ReleaseKey, ReleaseState
 from matter_ota.provider.core import OtaProvider
 from matter_ota.provider.images import ImageFiles
 from matter_ota.provider.node import attach_bdx, requestor_access
+from matter_ota.runtime.service import ProviderService
 from matter_ota.store import Store, StoreError
 from matter_ota.yamlnodes import ConfigError
 
@@ -74,36 +76,48 @@ def _mtime(path: Path) -> int:
 
 
 def install_ota(node: Node, args: argparse.Namespace) -> None:
-    """Serve installer: the OTA provider on the node (needs a provider.yaml)."""
-    explicit: Path | None = getattr(args, "config", None)
-    path = explicit or default_config_path()
-    if not path.exists():
-        if explicit is not None:
-            raise CliError(f"--config {path}: no such file", EXIT_USAGE)
-        log.info("event=ota_disabled reason=no_config")
-        return
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
-    state_dir = getattr(args, "state_dir", None) or config.provider.state_dir
-    try:
-        store = Store.open(state_dir)
-    except StoreError as exc:
-        raise CliError(str(exc)) from None
+    """Serve installer: the OTA provider on the node.
+
+    In the daemon the runtime service (``args.service``) holds the config and release state,
+    swapped on reload; without one (tools, older callers) the state is rebuilt from the files.
+    """
+    service: ProviderService | None = getattr(args, "service", None)
+    if service is not None:
+        config = service.current_config()
+        store = service.store
+        state: Callable[[], ReleaseState] = service.current_state
+    else:
+        explicit: Path | None = getattr(args, "config", None)
+        path = explicit or default_config_path()
+        if not path.exists():
+            if explicit is not None:
+                raise CliError(f"--config {path}: no such file", EXIT_USAGE)
+            log.info("event=ota_disabled reason=no_config")
+            return
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
+        state_dir = getattr(args, "state_dir", None) or config.provider.state_dir
+        try:
+            store = Store.open(state_dir)
+        except StoreError as exc:
+            raise CliError(str(exc)) from None
+        state = FileState(path, store, config)
     fabrics = load_fabric_files(list(getattr(args, "fabric_file", None) or []))
-    state = FileState(path, store, config)
     offset = time.time() - time.monotonic()
-    console = Console(config.provider, store, actor="daemon")
 
     def auto_stop(key: ReleaseKey, reason: str) -> None:
-        console.auto_stop(key, reason)
+        provider_config = service.current_config().provider if service else config.provider
+        Console(provider_config, store, actor="daemon").auto_stop(key, reason)
 
     provider = OtaProvider(
         store, state, fabrics, ImageFiles(config.provider.firmware_dir),
         wall=lambda now: now + offset, auto_stop=auto_stop,
     )
-    attach_bdx(node, provider)
+    bdx = attach_bdx(node, provider)
+    if service is not None:
+        service.at_stop(bdx.shutdown)  # transfers failed and the devices told, sessions last
     access = AccessControl()
     for fabric in fabrics:
         access.set_entries(fabric.fabric_index, requestor_access(fabric.fabric_index))

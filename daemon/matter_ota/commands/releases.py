@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 from matter_ota.commands._common import add_config_options
 from matter_ota.commands._console import open_console, state_dir
+from matter_ota.commands.status import daemon_note
 from matter_ota.config import ReleasesConfig
 from matter_ota.operations import Console
 from matter_ota.policy.model import Release, Source
@@ -84,12 +86,16 @@ def _note(row: dict[str, Any], stop_reason: str) -> str:
 def run(args: argparse.Namespace) -> int:
     with open_console(args) as console:
         config, warnings = console.serving()
+        note = daemon_note(console.store, (console.provider.path, console.releases_path),
+                           time.time())
         table = rows(console, config, state_dir(args, console.provider)) \
             if config is not None else []
         notes = {(r.channel, str(r.product)): r.stop_reason or ""
                  for r in (config.releases if config is not None else ())}
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
+    if note is not None:
+        print(f"note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(table, indent=2))
         return 0

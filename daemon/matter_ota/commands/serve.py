@@ -1,37 +1,55 @@
-"""`matter-ota serve`: run the provider daemon (the Matter node on UDP)."""
+"""`matter-ota serve`: run the provider daemon (the Matter node on UDP).
+
+The settings come from ``--config`` (provider.yaml, every key with a default); the flags below
+override them. The daemon itself lives in :mod:`matter_ota.runtime.service`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ipaddress
+import functools
 import logging
-import signal
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
 
 import anyio
 
 from matter_ota.cli import EXIT_USAGE, CliError
-from matter_ota.commands._case import install_case, load_fabric_files
-from matter_ota.commands._common import add_config_options, node_identity, provider_config
+from matter_ota.commands._case import install_case
+from matter_ota.commands._common import add_config_options, default_config_path
 from matter_ota.commands._im import install_im
+from matter_ota.commands._mdns import add_mdns_options, advertise, check_mdns_options
+from matter_ota.commands._mdns import commissionable_params as commissionable_params
 from matter_ota.commands._ota import install_ota
 from matter_ota.commands._pase import install_pase
 from matter_ota.commands.setup_code import add_device_options, payload_from_args
-from matter_ota.config import NetworkConfig
-from matter_ota.dnssd import Commissionable, CommissioningMode
+from matter_ota.config import ProviderConfig
+from matter_ota.crypto import spake2p
+from matter_ota.messaging.session import Address
 from matter_ota.node import Node
-from matter_ota.runtime.discovery import NodeDiscovery
-from matter_ota.runtime.mdns import Advertiser, MdnsError, NameConflict, discover_interfaces
-from matter_ota.runtime.udp import DEFAULT_PORT, UdpTransport
+from matter_ota.runtime import logs
+from matter_ota.runtime.service import (
+    Daemon,
+    ProviderService,
+    another_daemon,
+    load_provider_or_defaults,
+    load_startup_config,
+    startup_digest,
+)
+from matter_ota.runtime.udp import UdpTransport
+from matter_ota.setup_payload import format_manual_code
+from matter_ota.store import Store, StoreError
+from matter_ota.yamlnodes import ConfigError
 
 log = logging.getLogger("matter_ota.serve")
 
-ADDRESS_CHECK_INTERVAL = 30.0  # seconds between checks of the advertised addresses
-OTA_PROVIDER_DEVICE_TYPE = 0x0014  # Matter Device Library 11.x: OTA Provider
-
 # Protocol modules (PASE, CASE, IM, BDX) add themselves here: each is called once with the node
-# and the parsed arguments, and registers its handlers in the node's dispatch table.
+# and the parsed arguments, and registers its handlers in the node's dispatch table. The
+# arguments carry the effective settings (flags, else provider.yaml: port, passcode,
+# discriminator, state_dir, vendor_id, product_id, device_name) and ``args.service``, the
+# ProviderService whose current_state() the OTA handlers consult.
 INSTALLERS: list[Callable[[Node, argparse.Namespace], None]] = [
     install_pase,
     install_case,
@@ -39,159 +57,171 @@ INSTALLERS: list[Callable[[Node, argparse.Namespace], None]] = [
     install_im,
 ]
 
+# Long-running companions (mDNS advertiser, ...): each is called with the arguments and the
+# bound UDP address once the socket is bound, and runs in the daemon's task group until stop.
+COMPANIONS: list[Callable[[argparse.Namespace, Address], Coroutine[Any, Any, None]]] = [
+    advertise,
+]
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the OTA provider daemon")
     add_config_options(p)
-    p.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"UDP port (default {DEFAULT_PORT})"
-    )
+    p.add_argument("--port", type=int, default=None,
+                   help="UDP port (default: network.port of the config, 5540)")
     p.add_argument(
         "--listen",
         default=None,
         metavar="ADDR",
         help="address to bind (default: all, IPv6 dual-stack, IPv4 if no IPv6)",
     )
-    p.add_argument("--passcode", type=int, default=None, help="setup passcode for commissioning")
-    p.add_argument("--discriminator", type=int, default=None, help="12-bit discriminator")
+    p.add_argument("--passcode", type=int, default=None,
+                   help="setup passcode for commissioning (default: node.passcode)")
+    p.add_argument("--discriminator", type=int, default=None,
+                   help="12-bit discriminator (default: node.discriminator)")
     p.add_argument(
         "--fabric-file",
         action="append",
         metavar="FILE",
         help="a fabric to answer CASE for (JSON from FabricInfo.to_dict; repeatable)",
     )
-    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    p.add_argument("--log-level", default=None, type=str.lower, choices=list(logs.LEVELS),
+                   help="default: log.level of the config (info)")
+    p.add_argument("--log-format", default=None, choices=list(logs.FORMATS),
+                   help="text (key=value) or json, one line per event (default: log.format)")
+    p.add_argument("--banner", action=argparse.BooleanOptionalAction, default=None,
+                   help="print where the daemon listens and how to commission it on stdout "
+                   "(default: when stdout is a terminal)")
     add_device_options(p)
-    p.add_argument("--no-mdns", action="store_true",
-                   help="do not advertise over mDNS (DNS-SD); commissioners then need the IP")
-    p.add_argument("--mdns-interface", action="append", default=None, metavar="IFACE",
-                   help="advertise this interface's addresses (repeatable; default: the "
-                   "config's network.interfaces, else every interface that is up, "
-                   "multicast-capable and not loopback)")
+    add_mdns_options(p)
     p.set_defaults(func=run)
+
+
+def _settings(args: argparse.Namespace, provider: ProviderConfig) -> None:
+    """Fill every setting not given on the command line from provider.yaml."""
+    node = provider.node
+    defaults: dict[str, object] = {
+        "port": provider.network.port, "passcode": node.passcode,
+        "discriminator": node.discriminator, "state_dir": provider.state_dir,
+        "vendor_id": node.vendor_id, "product_id": node.product_id,
+        "device_name": node.device_name, "log_level": provider.log.level,
+        "log_format": provider.log.format, "max_sessions": provider.limits.max_sessions,
+    }
+    for key, value in defaults.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    if args.listen is None and not provider.network.ipv4:
+        args.listen = "::"  # IPv6 only (an explicit "::" binds with IPV6_V6ONLY)
 
 
 def _check(args: argparse.Namespace) -> None:
     if not 0 <= args.port <= 0xFFFF:
         raise CliError(f"--port {args.port} is not a UDP port (0-65535)", EXIT_USAGE)
-    if args.discriminator is not None and not 0 <= args.discriminator <= 0xFFF:
+    if not 0 <= args.discriminator <= 0xFFF:
         raise CliError(
             f"--discriminator {args.discriminator} is not a 12-bit value (0-4095)", EXIT_USAGE
         )
-    # 5.1.7.1: a passcode is 1..99999998 (the list of trivial values is checked by PASE).
-    if args.passcode is not None and not 1 <= args.passcode <= 99_999_998:
-        raise CliError(f"--passcode {args.passcode} is outside 1-99999998", EXIT_USAGE)
-    if args.mdns_interface and not args.no_mdns:
-        try:
-            discover_interfaces(args.mdns_interface)
-        except MdnsError as exc:
-            raise CliError(f"--mdns-interface: {exc}", EXIT_USAGE) from None
+    try:
+        spake2p.check_passcode(args.passcode)  # 5.1.7.1
+    except spake2p.InvalidPasscode as e:
+        raise CliError(f"--passcode: {e}", EXIT_USAGE) from None
+    check_mdns_options(args)
 
 
 def build_node(args: argparse.Namespace) -> Node:
     """The node with every installed protocol registered."""
-    node = Node()
+    node = Node(max_sessions=getattr(args, "max_sessions", None) or 64)
     for install in INSTALLERS:
         install(node, args)
     return node
 
 
 def run(args: argparse.Namespace) -> int:
-    _check(args)
-    level = getattr(logging, str(args.log_level).upper(), None)
-    if not isinstance(level, int):
-        raise CliError(f"--log-level {args.log_level} is not a log level", EXIT_USAGE)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    node = build_node(args)
-    payload = payload_from_args(args)
-    if payload is not None:
-        # The codes a person types or scans into a commissioner (5.1.3, 5.1.4).
-        log.info("event=setup_codes manual=%s qr=%s", payload.manual_code(), payload.qr_code())
-    log.info(
-        "event=start component=serve port=%d listen=%s passcode=%s discriminator=%s "
-        "protocols=%d",
-        args.port, args.listen or "any", "set" if args.passcode is not None else "unset",
-        args.discriminator if args.discriminator is not None else "unset", len(INSTALLERS),
-    )
-    transport = UdpTransport(node, host=args.listen, port=args.port,
-                             on_event=getattr(args, "on_event", None))
+    explicit = args.config is not None
+    path = Path(args.config) if explicit else default_config_path()
     try:
-        transport.open()
-    except OSError as exc:
-        raise CliError(f"cannot serve on UDP port {args.port}: {exc.strerror or exc}") from exc
-    anyio.run(_serve, transport, args)
+        provider = load_provider_or_defaults(path, explicit)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    if path.exists():
+        args.config = path  # the installers read the same file
+    level_given = args.log_level is not None
+    show_banner = args.banner if args.banner is not None else sys.stdout.isatty()
+    _settings(args, provider)
+    _check(args)
+    try:
+        store = Store.open(Path(args.state_dir))
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        other = another_daemon(store)
+        if other is not None:
+            raise CliError(f"another daemon (pid {other}) serves {args.state_dir}; stop it "
+                           "first or give another --state-dir")
+        logs.configure(args.log_level, args.log_format)
+        if not path.exists():
+            log.info("event=config_defaults reason=no_config_file path=%s", path)
+        try:
+            config, refused, served_text = load_startup_config(provider, store)
+        except ConfigError as exc:
+            raise CliError(str(exc)) from None
+        if refused is not None:
+            log.warning("event=config_invalid file=%s line=%s reason=%s kept=last_valid",
+                        refused.file, refused.line or "-", refused.reason)
+        service = ProviderService(config, store, digest=startup_digest(config, served_text))
+        service.log_level_fixed = level_given
+        args.service = service
+        node = build_node(args)
+        payload = payload_from_args(args)
+        if payload is not None:
+            # The codes a person types or scans into a commissioner (5.1.3, 5.1.4).
+            log.info("event=setup_codes manual=%s qr=%s", payload.manual_code(),
+                     payload.qr_code())
+        log.info(
+            "event=start component=serve config=%s state_dir=%s port=%d listen=%s "
+            "passcode=set discriminator=%d protocols=%d",
+            path if path.exists() else "-", args.state_dir, args.port, args.listen or "any",
+            args.discriminator, len(INSTALLERS),
+        )
+        transport = UdpTransport(node, host=args.listen, port=args.port,
+                                 on_event=getattr(args, "on_event", None))
+        try:
+            transport.open()
+        except OSError as exc:
+            raise CliError(f"cannot serve on UDP port {args.port}: {exc.strerror or exc}"
+                           ) from exc
+        daemon = Daemon(
+            service, node, transport, config_path=path, config_explicit=explicit,
+            companions=[functools.partial(c, args) for c in COMPANIONS],
+            on_ready=functools.partial(banner, args) if show_banner else None,
+            startup_error=refused,
+        )
+        anyio.run(daemon.run)
+    finally:
+        store.close()
     log.info("event=stop component=serve")
     return 0
 
 
-def _loopback_only(listen: str | None) -> bool:
-    """True when ``--listen`` is a loopback address: nobody else could reach what we advertise."""
+def banner(args: argparse.Namespace, address: Address, out: Any = None) -> None:
+    """What a person at a terminal needs: where the daemon listens and how to commission it."""
+    out = out or sys.stdout
+    print(f"matter-ota: serving on UDP [{address[0]}]:{address[1]}", file=out)
+    print(f"  config: {args.config or '(built-in defaults)'}; state: {args.state_dir}",
+          file=out)
+    print(f"  setup passcode {args.passcode:08d}, discriminator {args.discriminator}", file=out)
+    codes = setup_codes(args)
+    if codes is not None:
+        print(f"  manual pairing code {codes[0]}, QR payload {codes[1]}", file=out)
+    print("  Ctrl-C stops the daemon.", file=out, flush=True)
+
+
+def setup_codes(args: argparse.Namespace) -> tuple[str, str] | None:
+    """The manual pairing code (as people type it) and the QR payload."""
     try:
-        return listen is not None and ipaddress.ip_address(listen.split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
-def commissionable_params(args: argparse.Namespace) -> Commissionable | None:
-    """What `serve` advertises as commissionable, or None when no window is open."""
-    if args.passcode is None or args.discriminator is None:
+        payload = payload_from_args(args)
+    except CliError:
         return None
-    identity = node_identity(args)
-    return Commissionable(
-        discriminator=args.discriminator,
-        vendor_id=identity.vendor_id,
-        product_id=identity.product_id,
-        mode=CommissioningMode.BASIC,
-        device_type=OTA_PROVIDER_DEVICE_TYPE,
-        device_name=identity.device_name,
-    )
-
-
-async def _advertise(args: argparse.Namespace, port: int) -> None:
-    """Advertise until cancelled; goodbyes go out (shielded) on the way down.
-
-    A failure here is logged and leaves the node serving by IP.
-    """
-    # A daemon bound to one address advertises that address only.
-    only = [args.listen] if args.listen not in (None, "::", "0.0.0.0") else None
-    config = provider_config(args)
-    network = config.network if config is not None else NetworkConfig()
-    advertiser = Advertiser(interfaces=args.mdns_interface or list(network.interfaces),
-                            addresses=only, ipv4=network.ipv4)
-    try:
-        await advertiser.start()
-        discovery = NodeDiscovery(advertiser, port)
-        params = commissionable_params(args)
-        if params is None:
-            log.info("event=mdns_commissionable_skipped reason=%s",
-                     "no_passcode" if args.passcode is None else "no_discriminator")
-        else:
-            await discovery.open_commissioning_window(params)
-        for fabric in load_fabric_files(list(args.fabric_file or [])):
-            # A conflict is logged by the advertiser; the other fabrics still advertise.
-            with contextlib.suppress(NameConflict):
-                await discovery.advertise_fabric(fabric)
-        while True:  # addresses come and go (DHCP, SLAAC privacy addresses)
-            await anyio.sleep(ADDRESS_CHECK_INTERVAL)
-            await advertiser.refresh_addresses()
-    except (MdnsError, OSError) as exc:
-        log.error("event=mdns_failed error=%s", exc)
-    finally:
-        with anyio.CancelScope(shield=True):
-            await advertiser.close()
-
-
-async def _serve(transport: UdpTransport, args: argparse.Namespace) -> None:
-    async with anyio.create_task_group() as tg:
-        _host, port = await tg.start(transport.run)
-        if args.no_mdns:
-            log.info("event=mdns_disabled reason=no_mdns")
-        elif _loopback_only(args.listen):
-            log.info("event=mdns_disabled reason=loopback_only")
-        else:
-            tg.start_soon(_advertise, args, port)
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                log.info("event=signal signal=%s", signal.Signals(signum).name)
-                break
-        tg.cancel_scope.cancel()
+    if payload is None:
+        return None
+    return format_manual_code(payload.manual_code()), payload.qr_code()

@@ -153,6 +153,10 @@ class UdpTransport:
                     await anyio.wait_readable(sock)
                 self._sleep = None
         finally:
+            # Last words queued before the cancel (transfers failed and CloseSession on
+            # shutdown) still reach the event handler and the wire.
+            self._drain_events()
+            self._flush(sock)
             sock.close()
 
     def open(self) -> socket.socket:

@@ -12,15 +12,17 @@ All times are POSIX seconds (``float``) passed in by the caller, so tests step t
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from matter_ota.store.database import Database, StoreError
 from matter_ota.store.records import (
     AuditEntry,
     ConfigWarning,
+    DaemonStatus,
     DeviceRecord,
     Fabric,
     OutcomeCounts,
@@ -41,6 +43,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "AuditEntry",
     "ConfigWarning",
+    "DaemonStatus",
     "DeviceRecord",
     "Fabric",
     "OutcomeCounts",
@@ -427,7 +430,7 @@ class Store(Database):
         with self._write(durable=True) as c:
             c.execute(
                 "INSERT OR REPLACE INTO last_valid_config (file, at, text) VALUES (?, ?, ?)",
-                (file, now, text),
+                (file_key(file), now, text),
             )
             cur = c.execute(
                 "INSERT INTO audit (at, actor, action, channel, product, before_json,"
@@ -480,11 +483,12 @@ class Store(Database):
         with self._write(durable=True) as c:
             c.execute(
                 "INSERT OR REPLACE INTO last_valid_config (file, at, text) VALUES (?, ?, ?)",
-                (file, now, text),
+                (file_key(file), now, text),
             )
 
     def last_valid_config(self, file: str) -> str | None:
-        rows = self._read("SELECT text FROM last_valid_config WHERE file = ?", (file,))
+        rows = self._read("SELECT text FROM last_valid_config WHERE file = ?",
+                          (file_key(file),))
         return str(rows[0][0]) if rows else None
 
     def config_warnings(self) -> list[ConfigWarning]:
@@ -492,6 +496,65 @@ class Store(Database):
             ConfigWarning(r["file"], r["at"], r["line"], r["reason"])
             for r in self._read("SELECT * FROM config_status ORDER BY file")
         ]
+
+    # -- the daemon's own status --------------------------------------------------------
+
+    def daemon_started(self, pid: int, now: float) -> None:
+        """A daemon starts on this state directory (replaces what a previous one left)."""
+        with self._write(durable=True) as c:
+            c.execute(
+                "INSERT OR REPLACE INTO daemon_status (id, pid, state, started_at,"
+                " heartbeat_at) VALUES (1, ?, 'starting', ?, ?)",
+                (pid, now, now),
+            )
+
+    def daemon_running(self, address: str, now: float) -> None:
+        with self._write() as c:
+            c.execute(
+                "UPDATE daemon_status SET state = 'running', address = ?, heartbeat_at = ?"
+                " WHERE id = 1",
+                (address, now),
+            )
+
+    def config_applied(
+        self, generation: int, digest: str, files: Sequence[str], now: float
+    ) -> None:
+        """The daemon now serves config ``generation`` (files with this combined digest)."""
+        with self._write(durable=True) as c:
+            c.execute(
+                "UPDATE daemon_status SET config_generation = ?, config_digest = ?,"
+                " config_applied_at = ?, config_files = ?, heartbeat_at = ? WHERE id = 1",
+                (generation, digest, now, "\n".join(files), now),
+            )
+
+    def daemon_heartbeat(self, now: float) -> None:
+        with self._write() as c:
+            c.execute("UPDATE daemon_status SET heartbeat_at = ? WHERE id = 1", (now,))
+
+    def daemon_stopped(self, now: float) -> None:
+        with self._write(durable=True) as c:
+            c.execute(
+                "UPDATE daemon_status SET state = 'stopped', heartbeat_at = ? WHERE id = 1",
+                (now,),
+            )
+
+    def daemon_status(self) -> DaemonStatus | None:
+        rows = self._read("SELECT * FROM daemon_status WHERE id = 1")
+        if not rows:
+            return None
+        r = rows[0]
+        files = str(r["config_files"])
+        return DaemonStatus(
+            r["pid"], r["state"], r["address"], r["started_at"], r["heartbeat_at"],
+            r["config_generation"], r["config_digest"], r["config_applied_at"],
+            tuple(files.split("\n")) if files else (),
+        )
+
+
+def file_key(file: str) -> str:
+    """How a config file is named in the store: its real absolute path, so the daemon and the
+    CLI find the same row whatever working directory or spelling each was started with."""
+    return os.path.realpath(file)
 
 
 def _set_outcome(

@@ -102,6 +102,23 @@ class ConfigWarning:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class DaemonStatus:
+    """What the daemon last said about itself: who it is, where it listens, and which
+    version of the config it serves (``config_digest``: see :func:`matter_ota.reload.digest`).
+    """
+
+    pid: int
+    state: str  # starting, running, stopped
+    address: str
+    started_at: float
+    heartbeat_at: float
+    config_generation: int
+    config_digest: str
+    config_applied_at: float | None
+    config_files: tuple[str, ...]
+
+
 def format_cfid(value: int) -> str:
     """A compressed fabric id as the 16 upper-case hex digits used everywhere."""
     return f"{value:016X}"

@@ -123,5 +123,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: the node's full fabric row (certificates and keys) beside the indexed columns.
     ("ALTER TABLE fabrics ADD COLUMN record TEXT",),
+    # 3: what the running daemon serves (one row, written by `serve`, read by `status`).
+    (
+        """CREATE TABLE daemon_status (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            pid INTEGER NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('starting', 'running', 'stopped')),
+            address TEXT NOT NULL DEFAULT '',
+            started_at REAL NOT NULL,
+            heartbeat_at REAL NOT NULL,
+            config_generation INTEGER NOT NULL DEFAULT 0,
+            config_digest TEXT NOT NULL DEFAULT '',
+            config_applied_at REAL,
+            config_files TEXT NOT NULL DEFAULT ''
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
