@@ -22,9 +22,10 @@ from matter_ota.emulator.requestor import Behaviour, Identity, Requestor
 from matter_ota.facts import build_state
 from matter_ota.operations import Console
 from matter_ota.ota_image import build_image
+from matter_ota.policy.engine import decide
 from matter_ota.policy.model import Product, ReleaseKey, ReleaseState
-from matter_ota.provider.core import OtaProvider, ProviderSettings
-from matter_ota.provider.images import ImageFiles
+from matter_ota.provider.core import Decider, OtaProvider, ProviderSettings
+from matter_ota.provider.images import DclResolver, ImageFiles
 from matter_ota.store import Store
 
 VID, PID = 0xFFF1, 0x8001
@@ -47,6 +48,8 @@ class World:
     max_transfers: int | None = None
     settings: ProviderSettings = ProviderSettings()
     provider_yaml: dict[str, Any] = field(default_factory=dict)
+    decide: Decider = decide
+    dcl: DclResolver | None = None
     fleet: Fleet = field(init=False)
     store: Store = field(init=False)
     console: Console = field(init=False)
@@ -72,8 +75,8 @@ class World:
         fabric = FleetFabric.create(CERT_NOW)
         fabrics, provider_fabric = Fleet.provider_fabrics(fabric)
         self.provider = OtaProvider(
-            self.store, self.state, fabrics, ImageFiles(config.provider.firmware_dir),
-            wall=lambda now: CERT_NOW + now, settings=self.settings,
+            self.store, self.state, fabrics, ImageFiles(config.provider.firmware_dir, self.dcl),
+            decide=self.decide, wall=lambda now: CERT_NOW + now, settings=self.settings,
             auto_stop=lambda key, reason: self.console.auto_stop(key, reason) and None,
         )
         self.fleet = Fleet(self.provider, fabric, provider_fabric, cert_time=CERT_NOW + 1)

@@ -15,6 +15,7 @@ import argparse
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from matter_ota.cli import EXIT_USAGE, CliError
@@ -30,6 +31,8 @@ from matter_ota.provider.core import OtaProvider
 from matter_ota.provider.images import ImageFiles
 from matter_ota.provider.node import attach_bdx, requestor_access
 from matter_ota.runtime.service import ProviderService
+from matter_ota.sources.dcl import DclSource
+from matter_ota.sources.dcl_decide import decide_with_dcl_now, resolve_designator
 from matter_ota.store import Store, StoreError
 from matter_ota.yamlnodes import ConfigError
 
@@ -111,8 +114,14 @@ def install_ota(node: Node, args: argparse.Namespace) -> None:
         provider_config = service.current_config().provider if service else config.provider
         Console(provider_config, store, actor="daemon").auto_stop(key, reason)
 
+    # DCL channels: the runtime's DCL source (args.dcl_source, entered in its task group)
+    # answers from its cache and fetches in the background; without one they offer nothing.
+    source: DclSource | None = getattr(args, "dcl_source", None)
     provider = OtaProvider(
-        store, state, fabrics, ImageFiles(config.provider.firmware_dir),
+        store, state, fabrics,
+        ImageFiles(config.provider.firmware_dir,
+                   partial(resolve_designator, source) if source is not None else None),
+        decide=partial(decide_with_dcl_now, source),
         wall=lambda now: now + offset, auto_stop=auto_stop,
     )
     bdx = attach_bdx(node, provider)
