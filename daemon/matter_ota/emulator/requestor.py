@@ -147,6 +147,7 @@ class Requestor:
     _queries: int = 0
     _connect_deadline: float | None = None
     _notify_retries: int = 0
+    _case_retries: int = 0
 
     def __post_init__(self) -> None:
         self.version = self.identity.software_version
@@ -215,9 +216,14 @@ class Requestor:
                     spread = (self.node_id % 1000) / 1000  # not all at the same instant
                     self._wait(now, max(busy, 0.5) + spread, Stage.CONNECTING)
                     return
+                if self._case_retries < 2:  # e.g. a resumption the responder lost: full CASE
+                    self._case_retries += 1
+                    self._wait(now, 1.0, Stage.CONNECTING)
+                    return
                 self._fail(f"CASE failed: {conn.error}")
                 return
             self.session = conn.session
+            self._case_retries = 0
             if self._notify_pending:
                 self._notify(now)
             else:
