@@ -298,3 +298,17 @@ def test_back_on_the_old_version_fails_and_auto_stops_the_release(world: World) 
     world.fleet.run()
     assert late.result == "not_available"
     assert KEY.channel == "production"
+
+
+def test_apply_and_notify_after_the_provider_forgot_the_update(world: World) -> None:
+    """A daemon restart between the download and the apply: the token in the store and the
+    device's ledger row name the release's image again."""
+    world.release(2, extra=_window_in(2 * 3600))
+    r = world.requestor(1)
+    world.start(r)
+    world.fleet.run(until=world.fleet.now + 600, settled=False)
+    assert r.stage is Stage.WAITING and r.applies[0].action == ApplyUpdateAction.AWAIT_NEXT_ACTION
+    world.provider.updates.clear()  # what a restart loses
+    world.fleet.run()
+    assert r.result == "updated" and r.applies[-1].action == ApplyUpdateAction.PROCEED
+    assert counts(world, 2) == (0, 0, 1, 0)

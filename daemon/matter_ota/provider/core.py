@@ -56,6 +56,7 @@ from matter_ota.policy.model import (
     Device,
     DeviceRef,
     ImageInfo,
+    Product,
     Query,
     QueryStatus,
     Release,
@@ -340,7 +341,7 @@ class OtaProvider:
         ref, _ = self._identity(ctx)
         wall = self.wall(now)
         record = self._token(ref, request.update_token, wall)
-        update = self.updates.get(ref)
+        update = self._update_for(ref, record)
         release = None
         if update is not None and update.token == request.update_token:
             release = self.state().releases.get(update.key)
@@ -367,7 +368,7 @@ class OtaProvider:
         ref, _ = self._identity(ctx)
         wall = self.wall(now)
         record = self._token(ref, request.update_token, wall)
-        update = self.updates.get(ref)
+        update = self._update_for(ref, record)
         if update is None or update.token != request.update_token:
             log.info("event=applied node=0x%016X version=%d outcome=unknown_update",
                      ref.node, request.software_version)
@@ -381,6 +382,27 @@ class OtaProvider:
                        f"expected {record.software_version}")
         log.info("event=applied node=0x%016X version=%d outcome=%s", ref.node,
                  request.software_version, update.phase.value)
+
+    def _update_for(self, ref: DeviceRef, record: TokenRecord) -> Update | None:
+        """The device's update in flight; after a restart (or once forgotten), rebuilt from
+        the store: the token's version and the ledger's channel name the release's image."""
+        update = self.updates.get(ref)
+        if update is not None and update.token == record.token:
+            return update
+        device = self.store.device(record.compressed_fabric_id, record.node_id)
+        if device is None or device.channel is None:
+            return update
+        key = ReleaseKey(device.channel, Product(device.vendor_id, device.product_id))
+        image = next((i for i in self.state().images.get(key, ())
+                      if i.version == record.software_version), None)
+        if image is None:
+            return update
+        rebuilt = Update(ref, key, image, designator_in_uri(image.designator), record.token,
+                         device.software_version, Phase.DOWNLOADED)
+        self.updates[ref] = rebuilt
+        log.info("event=update_rebuilt node=0x%016X release=%s version=%d", ref.node, key,
+                 image.version)
+        return rebuilt
 
     def _token(self, ref: DeviceRef, token: bytes, wall: float) -> TokenRecord:
         record = self.store.check_token(token, format_cfid(ref.fabric), ref.node, wall)
