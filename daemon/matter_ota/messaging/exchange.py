@@ -181,7 +181,7 @@ class Exchange:
             now = self.manager.now
             delay = backoff_interval(self.session.mrp_base_interval(now), 0, self.manager.jitter())
             self._retransmits[counter] = Retransmit(counter, datagram, 0, now + delay)
-            self.manager.schedule(self)
+            self.manager.schedule(self, now + delay)
         return counter
 
     def send_status(self, report: StatusReport) -> int:
@@ -192,8 +192,9 @@ class Exchange:
 
     def set_response_timeout(self, seconds: float | None) -> None:
         """Close with :attr:`CloseReason.RESPONSE_TIMEOUT` unless a message arrives in time."""
-        self._response_deadline = None if seconds is None else self.manager.now + seconds
-        self.manager.schedule(self)
+        when = None if seconds is None else self.manager.now + seconds
+        self._response_deadline = when
+        self.manager.schedule(self, when)
 
     def close(self) -> None:
         """End the exchange. Owed acks go out now; our unacked messages keep retransmitting."""
@@ -222,15 +223,18 @@ class Exchange:
             self.flush_ack()  # one pending ack per exchange: the older one goes standalone
         self._pending_ack = counter
         self._ack_deadline = now + MRP_STANDALONE_ACK_TIMEOUT
-        self.manager.schedule(self)
+        self.manager.schedule(self, self._ack_deadline)
 
     def _deadline(self) -> float | None:
-        times = [r.next_at for r in self._retransmits.values()]
-        if self._ack_deadline is not None:
-            times.append(self._ack_deadline)
-        if self._response_deadline is not None:
-            times.append(self._response_deadline)
-        return min(times) if times else None
+        # Per message on the hot path: no list, no min() over a generator.
+        when = self._ack_deadline
+        response = self._response_deadline
+        if response is not None and (when is None or response < when):
+            when = response
+        for entry in self._retransmits.values():
+            if when is None or entry.next_at < when:
+                when = entry.next_at
+        return when
 
     def _fire(self, now: float) -> CloseReason | None:
         """Run due timers; returns a close reason if the exchange failed."""
@@ -378,18 +382,22 @@ class ExchangeManager:
                 del self._exchanges[key]
                 exchange._live = False
 
-    def schedule(self, exchange: Exchange) -> None:
+    def schedule(self, exchange: Exchange, armed: float | None = None) -> None:
         """File the exchange's current deadline (call when it may have moved earlier).
 
         An exchange already filed at or before that time is not filed again: that entry
         re-files the exchange when it comes up. So the heap holds about one entry per
         exchange, however many messages re-arm its timers (a BDX transfer re-arms its idle
-        timeout on every block).
+        timeout on every block). ``armed`` is the time of the one timer just set, if that is
+        all that changed: filed at or before it, the exchange needs no look at its other timers
+        (the entry filed is never later than the deadline, so it stays valid).
         """
+        filed = exchange._filed_at
+        if armed is not None and filed is not None and filed <= armed:
+            return
         when = exchange._deadline()
         if when is None or not exchange._live:
             return
-        filed = exchange._filed_at
         if filed is not None and filed <= when:
             return
         exchange._filed_at = when
