@@ -8,6 +8,9 @@ Then our message layer at two depths:
   side (header decode, MIC check, protocol header decode, duplicate window);
 - ``node``: an exchange send on one node and ``Node.datagram_received`` on the other, through
   the dispatch table to a handler (what a BDX block costs the provider, minus the BDX codec).
+
+Rates are per second of the process's CPU time (``time.process_time``), best of five slices per
+row: on a shared machine wall time mostly measures the neighbours.
 """
 
 from __future__ import annotations
@@ -34,17 +37,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _rate(fn: Callable[[], None], seconds: float) -> float:
+    """Calls per CPU second: the best of five slices of ``seconds / 5``."""
     for _ in range(200):  # warm up
         fn()
-    count, start = 0, time.perf_counter()
-    deadline = start + seconds
-    while True:
-        for _ in range(200):
-            fn()
-        count += 200
-        now = time.perf_counter()
-        if now >= deadline:
-            return count / (now - start)
+    best = 0.0
+    for _ in range(5):
+        count, start = 0, time.process_time()
+        deadline = start + seconds / 5
+        while True:
+            for _ in range(200):
+                fn()
+            count += 200
+            now = time.process_time()
+            if now >= deadline:
+                best = max(best, count / (now - start))
+                break
+    return best
 
 
 def run(args: argparse.Namespace) -> int:
