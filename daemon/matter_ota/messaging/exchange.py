@@ -34,6 +34,7 @@ from matter_ota.messaging.header import (
     MAX_SECURE_PAYLOAD,
     MessageHeader,
     ProtocolHeader,
+    encode_protocol_header,
 )
 from matter_ota.messaging.mrp import (
     MRP_MAX_TRANSMISSIONS,
@@ -160,28 +161,36 @@ class Exchange:
         """
         if self.closed:
             raise RuntimeError(f"exchange {self.exchange_id} is closed")
-        proto = ProtocolHeader(
-            protocol_id=protocol_id,
-            opcode=opcode,
-            exchange_id=self.exchange_id,
-            initiator=self.is_initiator,
-            requires_ack=reliable,
-            ack_counter=self._pending_ack,
-            vendor_id=vendor_id,
-        )
-        datagram, counter = self.session.encode(proto, payload)
+        if vendor_id is None:  # every message of the standard protocols: no header object
+            header = encode_protocol_header(
+                protocol_id, opcode, self.exchange_id, self.is_initiator, reliable,
+                self._pending_ack,
+            )
+        else:
+            header = ProtocolHeader(
+                protocol_id=protocol_id,
+                opcode=opcode,
+                exchange_id=self.exchange_id,
+                initiator=self.is_initiator,
+                requires_ack=reliable,
+                ack_counter=self._pending_ack,
+                vendor_id=vendor_id,
+            ).encode()
+        session = self.session
+        datagram, counter = session.encode_payload(header + payload)
         if len(datagram) > MAX_MESSAGE_SIZE:
             raise MessageError(
                 f"message of {len(datagram)} bytes exceeds {MAX_MESSAGE_SIZE} (payload "
                 f"{len(payload)}; at most {MAX_SECURE_PAYLOAD} on a secure session)"
             )
         self._pending_ack = self._ack_deadline = None
-        self.manager.transmit(datagram, self.session.peer_addr)
+        manager = self.manager
+        manager.transmit(datagram, session.peer_addr)
         if reliable:
-            now = self.manager.now
-            delay = backoff_interval(self.session.mrp_base_interval(now), 0, self.manager.jitter())
-            self._retransmits[counter] = Retransmit(counter, datagram, 0, now + delay)
-            self.manager.schedule(self, now + delay)
+            now = manager.now
+            at = now + backoff_interval(session.mrp_base_interval(now), 0, manager.jitter())
+            self._retransmits[counter] = Retransmit(counter, datagram, 0, at)
+            manager.schedule(self, at)
         return counter
 
     def send_status(self, report: StatusReport) -> int:
@@ -283,7 +292,7 @@ class ExchangeManager:
     ) -> None:
         self.node = node
         self.transmit = transmit
-        self.jitter: Jitter = jitter if jitter is not None else random.SystemRandom().random
+        self.jitter: Jitter = jitter if jitter is not None else random.random
         self.now = 0.0
         self._exchanges: dict[ExchangeKey, Exchange] = {}
         self._next_id = randbits(16)
@@ -364,14 +373,11 @@ class ExchangeManager:
         self, session: Session, exchange_id: int, is_initiator: bool, counter: int
     ) -> None:
         """A standalone acknowledgement (Secure Channel 0x10), never itself reliable."""
-        proto = ProtocolHeader(
-            protocol_id=Protocol.SECURE_CHANNEL,
-            opcode=SecureChannelOpcode.STANDALONE_ACK,
-            exchange_id=exchange_id,
-            initiator=is_initiator,
-            ack_counter=counter,
+        header = encode_protocol_header(
+            Protocol.SECURE_CHANNEL, SecureChannelOpcode.STANDALONE_ACK, exchange_id,
+            is_initiator, False, counter,
         )
-        datagram, _ = session.encode(proto, b"")
+        datagram, _ = session.encode_payload(header)
         self.transmit(datagram, session.peer_addr)
 
     def release_if_done(self, exchange: Exchange) -> None:

@@ -228,16 +228,12 @@ class ProtocolHeader:
 
     def encode(self) -> bytes:
         """The header bytes; raises :class:`MessageError` for values that cannot be encoded."""
+        if self.vendor_id is None and self.secured_extensions is None:
+            return encode_protocol_header(
+                self.protocol_id, self.opcode, self.exchange_id, self.initiator,
+                self.requires_ack, self.ack_counter,
+            )
         try:
-            if self.vendor_id is None and self.secured_extensions is None:
-                if self.ack_counter is None:  # the common shapes, packed in one call
-                    return _PROTO_PLAIN.pack(
-                        self.exchange_flags, self.opcode, self.exchange_id, self.protocol_id
-                    )
-                return _PROTO_ACK.pack(
-                    self.exchange_flags, self.opcode, self.exchange_id, self.protocol_id,
-                    self.ack_counter,
-                )
             out = bytearray(_PROTO_FIXED.pack(self.exchange_flags, self.opcode, self.exchange_id))
             if self.vendor_id is not None:
                 out += _U16.pack(self.vendor_id)
@@ -281,6 +277,26 @@ class ProtocolHeader:
             secured_extensions=secured,
         )
         return header, reader.offset
+
+
+def encode_protocol_header(
+    protocol_id: int,
+    opcode: int,
+    exchange_id: int,
+    initiator: bool,
+    requires_ack: bool,
+    ack_counter: int | None,
+) -> bytes:
+    """``ProtocolHeader(...).encode()`` for the common shapes (no vendor id, no secured
+    extensions), packed in one call without building the object: every message sent on an
+    exchange goes through here."""
+    flags = (EX_FLAG_INITIATOR if initiator else 0) | (EX_FLAG_RELIABLE if requires_ack else 0)
+    try:
+        if ack_counter is None:
+            return _PROTO_PLAIN.pack(flags, opcode, exchange_id, protocol_id)
+        return _PROTO_ACK.pack(flags | EX_FLAG_ACK, opcode, exchange_id, protocol_id, ack_counter)
+    except struct.error as exc:
+        raise MessageError(f"protocol header field out of range: {exc}") from None
 
 
 class _Reader:

@@ -78,7 +78,10 @@ class _SessionBase:
     def mrp_base_interval(self, now: float) -> float:
         """The retransmission base interval for the next message to this peer (4.12.2.1)."""
         params = self.peer_params
-        return params.active_interval if self.is_peer_active(now) else params.idle_interval
+        last = self.last_peer_activity  # is_peer_active(), inlined: once per reliable message
+        if last is not None and now - last < params.active_threshold:
+            return params.active_interval
+        return params.idle_interval
 
     def mark_peer_activity(self, now: float, addr: Address) -> None:
         self.last_peer_activity = now
@@ -92,6 +95,10 @@ class _SessionBase:
 
     def encode(self, protocol_header: ProtocolHeader, payload: bytes) -> tuple[bytes, int]:
         """The datagram and the message counter it carries."""
+        return self.encode_payload(protocol_header.encode() + payload)
+
+    def encode_payload(self, message_payload: bytes) -> tuple[bytes, int]:
+        """:meth:`encode` for an encoded protocol header followed by the application payload."""
         raise NotImplementedError
 
 
@@ -123,13 +130,13 @@ class UnsecuredSession(_SessionBase):
     def key(self) -> object:
         return ("unsecured", self.is_initiator, self.ephemeral_node_id)
 
-    def encode(self, protocol_header: ProtocolHeader, payload: bytes) -> tuple[bytes, int]:
+    def encode_payload(self, message_payload: bytes) -> tuple[bytes, int]:
         counter = self.counter.next()
         if self.is_initiator:
             header = MessageHeader(0, counter, source_node_id=self.ephemeral_node_id)
         else:
             header = MessageHeader(0, counter, dest_node_id=self.ephemeral_node_id)
-        return header.encode() + protocol_header.encode() + payload, counter
+        return header.encode() + message_payload, counter
 
     def __repr__(self) -> str:
         role = "initiator" if self.is_initiator else "responder"
@@ -223,12 +230,12 @@ class SecureSession(_SessionBase):
     def key(self) -> object:
         return ("secure", self.local_session_id)
 
-    def encode(self, protocol_header: ProtocolHeader, payload: bytes) -> tuple[bytes, int]:
+    def encode_payload(self, message_payload: bytes) -> tuple[bytes, int]:
         counter = self.counter.next()
         # Secure unicast: no node ids, no extensions, security flags 0 (4.4.1, 4.7.2.1).
         aad = _SECURE_HEADER.pack(0, self.peer_session_id, 0, counter)
         nonce = build_nonce(0, counter, self._tx_nonce_node)
-        return aad + self._tx.seal(nonce, protocol_header.encode() + payload, aad), counter
+        return aad + self._tx.seal(nonce, message_payload, aad), counter
 
     def decrypt(self, header: MessageHeader, data: bytes, payload_offset: int) -> bytes:
         """Authenticate and decrypt a received message; :class:`MessageError` on failure.
