@@ -161,21 +161,23 @@ class Node:
 
     def datagram_received(self, data: bytes, addr: Address, now: float) -> None:
         """Process one datagram from ``addr``. Never raises for anything the peer sent."""
-        self._set_now(now)
+        self.now = self.exchanges.now = now
         try:
             message, duplicate = self._decode(data, addr, now)
         except MessageError as exc:
-            log.debug("event=drop peer=%s size=%d reason=%s", _fmt(addr), len(data), exc)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("event=drop peer=%s size=%d reason=%s", _fmt(addr), len(data), exc)
             return
         exchange = self.exchanges.receive(message, duplicate, self._accepts)
-        if duplicate:
+        if duplicate and log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "event=duplicate peer=%s counter=%d", _fmt(addr), message.header.message_counter
             )
         if exchange is None:
             return
-        if exchange.delegate is not None:
-            self._run(exchange, message, exchange.delegate.on_message)
+        delegate = exchange.delegate
+        if delegate is not None:
+            self._run(exchange, message, delegate.on_message)
             return
         route = self.route(message.protocol_id, message.opcode)
         if route is None:  # an exchange with neither delegate nor handler left

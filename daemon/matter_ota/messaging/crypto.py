@@ -45,7 +45,7 @@ class MessageCipher:
         """Ciphertext followed by the MIC."""
         return self._aead.encrypt(nonce, plaintext, header)
 
-    def open(self, nonce: bytes, ciphertext: bytes, header: bytes) -> bytes:
+    def open(self, nonce: bytes, ciphertext: bytes | memoryview, header: bytes) -> bytes:
         """The plaintext; :class:`MessageError` if the MIC does not verify."""
         if len(ciphertext) < MIC_LENGTH:
             raise MessageError("secured message shorter than its MIC")

@@ -53,6 +53,10 @@ log = logging.getLogger("matter_ota.exchange")
 
 Transmit = Callable[[bytes, Address | None], None]
 
+# Plain ints for the per-message comparisons (an enum member is a class attribute lookup).
+_SECURE_CHANNEL = int(Protocol.SECURE_CHANNEL)
+_STANDALONE_ACK = int(SecureChannelOpcode.STANDALONE_ACK)
+
 
 class CloseReason(enum.Enum):
     """Why an exchange ended (passed to :meth:`ExchangeDelegate.on_close`)."""
@@ -77,7 +81,8 @@ class Message:
     @property
     def protocol_id(self) -> int:
         """The 32-bit protocol id (vendor << 16 | protocol)."""
-        return self.protocol.full_protocol_id
+        proto = self.protocol  # full_protocol_id, one property less per dispatch
+        return ((proto.vendor_id or 0) << 16) | proto.protocol_id
 
     @property
     def opcode(self) -> int:
@@ -337,7 +342,8 @@ class ExchangeManager:
         if exchange is not None:
             if proto.ack_counter is not None:
                 exchange._on_ack(proto.ack_counter)
-            self.release_if_done(exchange)
+            if exchange.closed:
+                self.release_if_done(exchange)
         if duplicate:
             # 4.12.5.2.2: ack a duplicate at once, never process it again.
             if proto.requires_ack:
@@ -347,9 +353,9 @@ class ExchangeManager:
                 )
             return None
         is_ack_only = (
-            proto.protocol_id == Protocol.SECURE_CHANNEL
+            proto.opcode == _STANDALONE_ACK
+            and proto.protocol_id == _SECURE_CHANNEL
             and proto.vendor_id is None
-            and proto.opcode == SecureChannelOpcode.STANDALONE_ACK
         )
         if exchange is None or exchange.closed:
             if not is_ack_only and proto.initiator and exchange is None and accept_new(message):

@@ -65,6 +65,8 @@ class _SessionBase:
     """What the exchange layer needs from any session."""
 
     kind: SessionKind
+    key: object
+    """A hashable identity used to key exchanges (fixed for the session's life)."""
     peer_addr: Address | None
     peer_params: SessionParameters
     last_peer_activity: float | None
@@ -87,11 +89,6 @@ class _SessionBase:
         self.last_peer_activity = now
         self.last_activity = now
         self.peer_addr = addr
-
-    @property
-    def key(self) -> object:
-        """A hashable identity used to key exchanges."""
-        raise NotImplementedError
 
     def encode(self, protocol_header: ProtocolHeader, payload: bytes) -> tuple[bytes, int]:
         """The datagram and the message counter it carries."""
@@ -119,16 +116,13 @@ class UnsecuredSession(_SessionBase):
     ) -> None:
         self.ephemeral_node_id = ephemeral_node_id
         self.is_initiator = is_initiator
+        self.key = ("unsecured", is_initiator, ephemeral_node_id)
         self.counter = counter  # the node's global unencrypted counter (4.6.1.1)
         self.peer_addr = peer_addr
         self.peer_params = peer_params
         self.reception = ReceptionState(encrypted_unicast=False)
         self.last_peer_activity = None
         self.last_activity = now
-
-    @property
-    def key(self) -> object:
-        return ("unsecured", self.is_initiator, self.ephemeral_node_id)
 
     def encode_payload(self, message_payload: bytes) -> tuple[bytes, int]:
         counter = self.counter.next()
@@ -169,6 +163,7 @@ class SecureSession(_SessionBase):
             raise ValueError("session ids are u16 and the local one is not 0")
         self.kind = kind
         self.local_session_id = local_session_id
+        self.key = ("secure", local_session_id)
         self.peer_session_id = peer_session_id
         self.keys = keys
         self.is_initiator = is_initiator
@@ -226,10 +221,6 @@ class SecureSession(_SessionBase):
             peer_cats=peer_cats,
         )
 
-    @property
-    def key(self) -> object:
-        return ("secure", self.local_session_id)
-
     def encode_payload(self, message_payload: bytes) -> tuple[bytes, int]:
         counter = self.counter.next()
         # Secure unicast: no node ids, no extensions, security flags 0 (4.4.1, 4.7.2.1).
@@ -247,8 +238,8 @@ class SecureSession(_SessionBase):
         if len(data) - payload_offset < MIC_LENGTH:
             raise MessageError("secured message shorter than its MIC")
         nonce = build_nonce(header.security_flags, header.message_counter, self._rx_nonce_node)
-        aad = bytes(data[:payload_offset])
-        return self._rx.open(nonce, bytes(data[payload_offset:]), aad)
+        # The header as received is the additional data; the ciphertext is read in place.
+        return self._rx.open(nonce, memoryview(data)[payload_offset:], data[:payload_offset])
 
     def __repr__(self) -> str:
         return (
