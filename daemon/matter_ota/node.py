@@ -57,6 +57,8 @@ from matter_ota.messaging.status import (
 
 log = logging.getLogger("matter_ota.node")
 
+_UNICAST = SessionType.UNICAST  # a module global: ``Enum.MEMBER`` is a descriptor call on 3.11
+
 Handler = Callable[[Exchange, Message], None]
 """Called with the exchange a message opened and that message."""
 
@@ -303,7 +305,7 @@ class Node:
 
     def _decode(self, data: bytes, addr: Address, now: float) -> tuple[Message, bool]:
         header, offset = MessageHeader.decode(data)
-        if header.session_type != SessionType.UNICAST:
+        if header.session_type != _UNICAST:
             raise MessageError("group messages are not supported")
         if header.privacy:  # 4.9: the rest of the header is obfuscated; we do not support it
             raise MessageError("privacy-obfuscated messages are not supported")

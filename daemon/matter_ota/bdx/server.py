@@ -38,6 +38,8 @@ log = logging.getLogger("matter_ota.bdx")
 #: Where the provider serves BDX in production: CASE sessions only.
 PRODUCTION_SESSIONS = frozenset({SessionKind.CASE})
 
+_BDX = Protocol.BDX  # a module global: ``Enum.MEMBER`` is a descriptor call on Python 3.11
+
 
 def device_key(session: Session) -> Hashable:
     """Who a transfer belongs to: (fabric index, node id) on CASE; the session on PASE."""
@@ -50,7 +52,7 @@ def device_key(session: Session) -> Hashable:
 
 def send_all(exchange: Exchange, messages: Iterable[Send]) -> None:
     for m in messages:
-        exchange.send(Protocol.BDX, m.opcode, m.payload)
+        exchange.send(_BDX, m.opcode, m.payload)
 
 
 class BdxServer:
@@ -117,7 +119,7 @@ class BdxServer:
             self._release(transfer)
             self._forward_events()
             return
-        if message.protocol_id != Protocol.BDX:
+        if message.protocol_id != _BDX:
             err = BdxError(StatusCode.UNEXPECTED_MESSAGE, f"protocol 0x{message.protocol_id:08x}")
             self._abort(transfer, err, now)
             raise err
