@@ -180,14 +180,15 @@ class Node:
         delegate = exchange.delegate
         if delegate is not None:
             self._run(exchange, message, delegate.on_message)
-            return
-        route = self.route(message.protocol_id, message.opcode)
-        if route is None:  # an exchange with neither delegate nor handler left
-            exchange.close()
-            return
-        self._run(exchange, message, route.handler)
-        if exchange.delegate is None:
-            exchange.close()  # a one-shot handler is done with its exchange
+        else:
+            route = self.route(message.protocol_id, message.opcode)
+            if route is None:  # an exchange with neither delegate nor handler left
+                exchange.close()
+                return
+            self._run(exchange, message, route.handler)
+            if exchange.delegate is None:
+                exchange.close()  # a one-shot handler is done with its exchange
+        self.exchanges.dispatched(exchange)
 
     def handle_timer(self, now: float) -> None:
         """Run the timers due at ``now`` (retransmissions, acks, timeouts)."""
@@ -222,11 +223,12 @@ class Node:
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` must run next (same clock as ``now``), or None."""
-        deadlines = [d for d in (s.next_deadline() for s in self._timer_sources) if d is not None]
-        exchange_deadline = self.exchanges.next_deadline()
-        if exchange_deadline is not None:
-            deadlines.append(exchange_deadline)
-        return min(deadlines, default=None)
+        deadline = self.exchanges.next_deadline()  # asked after every datagram: no lists
+        for source in self._timer_sources:
+            when = source.next_deadline()
+            if when is not None and (deadline is None or when < deadline):
+                deadline = when
+        return deadline
 
     def next_event(self) -> object | None:
         """The oldest undelivered event, or None."""

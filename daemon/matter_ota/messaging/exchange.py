@@ -232,15 +232,12 @@ class Exchange:
 
     # -- MRP bookkeeping, driven by the manager -------------------------------------------------
 
-    def _on_ack(self, counter: int) -> None:
-        self._retransmits.pop(counter, None)
-
     def _owe_ack(self, counter: int, now: float) -> None:
+        """Owe the peer an ack; its timer is filed by :meth:`ExchangeManager.dispatched`."""
         if self._pending_ack is not None and self._pending_ack != counter:
             self.flush_ack()  # one pending ack per exchange: the older one goes standalone
         self._pending_ack = counter
         self._ack_deadline = now + MRP_STANDALONE_ACK_TIMEOUT
-        self.manager.schedule(self, self._ack_deadline)
 
     def _deadline(self) -> float | None:
         # Per message on the hot path: no list, no min() over a generator.
@@ -337,14 +334,15 @@ class ExchangeManager:
         """MRP processing of a received message (4.12.5); returns the exchange to deliver to.
 
         Handles piggybacked acks, owed acks and duplicates. A new exchange is created only for
-        an initiator message that ``accept_new`` wants (the node's dispatch table).
+        an initiator message that ``accept_new`` wants (the node's dispatch table). The caller
+        delivers the message to the exchange returned, then calls :meth:`dispatched`.
         """
         proto = message.protocol
         key = (message.session.key, proto.exchange_id, not proto.initiator)
         exchange = self._exchanges.get(key)
         if exchange is not None:
             if proto.ack_counter is not None:
-                exchange._on_ack(proto.ack_counter)
+                exchange._retransmits.pop(proto.ack_counter, None)  # acknowledged: stop resending
             if exchange.closed:
                 self.release_if_done(exchange)
         if duplicate:
@@ -374,9 +372,19 @@ class ExchangeManager:
         if proto.requires_ack:
             exchange._owe_ack(message.header.message_counter, self.now)
         if is_ack_only:
+            self.dispatched(exchange)
             return None
         exchange._response_deadline = None
         return exchange
+
+    def dispatched(self, exchange: Exchange) -> None:
+        """File the standalone-ack timer of an ack still owed after the message was handled.
+
+        Most handlers answer at once and the ack rides on the answer, so filing the timer
+        only now saves a heap entry (and its removal) per message.
+        """
+        if exchange._pending_ack is not None:
+            self.schedule(exchange, exchange._ack_deadline)
 
     def send_standalone_ack(
         self, session: Session, exchange_id: int, is_initiator: bool, counter: int
