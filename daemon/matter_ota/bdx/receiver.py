@@ -43,6 +43,8 @@ class Sink(Protocol):
 
 
 class ReceiverState(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons; Enum.__hash__ is a call per block
+
     IDLE = "idle"
     AWAIT_ACCEPT = "await_accept"
     AWAIT_BLOCK = "await_block"
@@ -156,7 +158,7 @@ class ReceiverTransfer:
 
     def _query(self) -> Send:
         counter = self._query_counter
-        skip = self.skips.pop(counter, 0)
+        skip = self.skips.pop(counter, 0) if self.skips else 0
         if skip and self.length:  # the sender stops at the end; so does our count
             skip = min(skip, self.length - self.bytes_received - self.bytes_skipped)
         if skip:

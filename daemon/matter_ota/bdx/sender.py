@@ -85,6 +85,10 @@ class SenderConfig:
 class State(enum.Enum):
     """Where a sending transfer is."""
 
+    # Members are singletons compared by identity; hash them so too (Enum.__hash__ is a Python
+    # call, and states and inputs key the transition table looked up on every block).
+    __hash__ = object.__hash__
+
     AWAIT_QUERY = "await_query"  # receiver drive: the next BlockQuery
     AWAIT_ACK = "await_ack"  # sender drive: the BlockAck of the block we sent
     AWAIT_EOF_ACK = "await_eof_ack"  # BlockEOF sent, waiting for BlockAckEOF
@@ -94,6 +98,8 @@ class State(enum.Enum):
 
 class Input(enum.Enum):
     """What can happen to a transfer."""
+
+    __hash__ = object.__hash__  # see State
 
     BLOCK_QUERY = Opcode.BLOCK_QUERY.value
     BLOCK_QUERY_WITH_SKIP = Opcode.BLOCK_QUERY_WITH_SKIP.value

@@ -117,6 +117,23 @@ class ExchangeDelegate:
 class Exchange:
     """One exchange: id, role, session, MRP state and the delegate that handles it."""
 
+    # Slots: one is created per incoming request, and its fields are read on every message.
+    __slots__ = (
+        "_ack_deadline",
+        "_filed_at",
+        "_live",
+        "_pending_ack",
+        "_response_deadline",
+        "_retransmits",
+        "closed",
+        "context",
+        "delegate",
+        "exchange_id",
+        "is_initiator",
+        "manager",
+        "session",
+    )
+
     def __init__(
         self, manager: ExchangeManager, session: Session, exchange_id: int, is_initiator: bool
     ) -> None:
