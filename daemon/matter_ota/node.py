@@ -181,7 +181,7 @@ class Node:
         if delegate is not None:
             self._run(exchange, message, delegate.on_message)
         else:
-            route = self.route(message.protocol_id, message.opcode)
+            route = self._routes.get((message.protocol_id, message.protocol.opcode))
             if route is None:  # an exchange with neither delegate nor handler left
                 exchange.close()
                 return
@@ -360,7 +360,7 @@ class Node:
             self._notify_dropped(self.exchanges.close_session(old))
 
     def _accepts(self, message: Message) -> bool:
-        route = self.route(message.protocol_id, message.opcode)
+        route = self._routes.get((message.protocol_id, message.protocol.opcode))
         if route is None:
             log.debug(
                 "event=drop reason=no_handler protocol=0x%08x opcode=0x%02x peer=%s",
