@@ -57,6 +57,8 @@ from matter_ota.messaging.status import (
 
 log = logging.getLogger("matter_ota.node")
 
+_UNICAST = SessionType.UNICAST  # a module global: ``Enum.MEMBER`` is a descriptor call on 3.11
+
 Handler = Callable[[Exchange, Message], None]
 """Called with the exchange a message opened and that message."""
 
@@ -161,29 +163,32 @@ class Node:
 
     def datagram_received(self, data: bytes, addr: Address, now: float) -> None:
         """Process one datagram from ``addr``. Never raises for anything the peer sent."""
-        self._set_now(now)
+        self.now = self.exchanges.now = now
         try:
             message, duplicate = self._decode(data, addr, now)
         except MessageError as exc:
-            log.debug("event=drop peer=%s size=%d reason=%s", _fmt(addr), len(data), exc)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("event=drop peer=%s size=%d reason=%s", _fmt(addr), len(data), exc)
             return
         exchange = self.exchanges.receive(message, duplicate, self._accepts)
-        if duplicate:
+        if duplicate and log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "event=duplicate peer=%s counter=%d", _fmt(addr), message.header.message_counter
             )
         if exchange is None:
             return
-        if exchange.delegate is not None:
-            self._run(exchange, message, exchange.delegate.on_message)
-            return
-        route = self.route(message.protocol_id, message.opcode)
-        if route is None:  # an exchange with neither delegate nor handler left
-            exchange.close()
-            return
-        self._run(exchange, message, route.handler)
-        if exchange.delegate is None:
-            exchange.close()  # a one-shot handler is done with its exchange
+        delegate = exchange.delegate
+        if delegate is not None:
+            self._run(exchange, message, delegate.on_message)
+        else:
+            route = self._routes.get((message.protocol_id, message.protocol.opcode))
+            if route is None:  # an exchange with neither delegate nor handler left
+                exchange.close()
+                return
+            self._run(exchange, message, route.handler)
+            if exchange.delegate is None:
+                exchange.close()  # a one-shot handler is done with its exchange
+        self.exchanges.dispatched(exchange)
 
     def handle_timer(self, now: float) -> None:
         """Run the timers due at ``now`` (retransmissions, acks, timeouts)."""
@@ -218,11 +223,12 @@ class Node:
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` must run next (same clock as ``now``), or None."""
-        deadlines = [d for d in (s.next_deadline() for s in self._timer_sources) if d is not None]
-        exchange_deadline = self.exchanges.next_deadline()
-        if exchange_deadline is not None:
-            deadlines.append(exchange_deadline)
-        return min(deadlines, default=None)
+        deadline = self.exchanges.next_deadline()  # asked after every datagram: no lists
+        for source in self._timer_sources:
+            when = source.next_deadline()
+            if when is not None and (deadline is None or when < deadline):
+                deadline = when
+        return deadline
 
     def next_event(self) -> object | None:
         """The oldest undelivered event, or None."""
@@ -301,7 +307,7 @@ class Node:
 
     def _decode(self, data: bytes, addr: Address, now: float) -> tuple[Message, bool]:
         header, offset = MessageHeader.decode(data)
-        if header.session_type != SessionType.UNICAST:
+        if header.session_type != _UNICAST:
             raise MessageError("group messages are not supported")
         if header.privacy:  # 4.9: the rest of the header is obfuscated; we do not support it
             raise MessageError("privacy-obfuscated messages are not supported")
@@ -354,7 +360,7 @@ class Node:
             self._notify_dropped(self.exchanges.close_session(old))
 
     def _accepts(self, message: Message) -> bool:
-        route = self.route(message.protocol_id, message.opcode)
+        route = self._routes.get((message.protocol_id, message.protocol.opcode))
         if route is None:
             log.debug(
                 "event=drop reason=no_handler protocol=0x%08x opcode=0x%02x peer=%s",

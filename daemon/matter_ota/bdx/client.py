@@ -24,6 +24,9 @@ from matter_ota.node import Node
 #: How long a requestor waits for the provider's next message.
 RECEIVER_IDLE_TIMEOUT = 60.0
 
+# Module globals: ``Enum.MEMBER`` is a descriptor call on Python 3.11, here once per block.
+_BDX, _DONE = Protocol.BDX, ReceiverState.DONE
+
 
 @dataclass(frozen=True, slots=True)
 class DownloadCompleted:
@@ -46,7 +49,7 @@ class Download(ExchangeDelegate):
         self.exchange: Exchange | None = None
 
     def on_message(self, exchange: Exchange, message: Message) -> None:
-        node = exchange.node
+        node = exchange.manager.node
         if message.is_status_report():
             exchange.delegate = None
             exchange.close()
@@ -59,7 +62,7 @@ class Download(ExchangeDelegate):
             node.emit(DownloadFailed(self, f"peer reported {reason}", report))
             return
         try:
-            if message.protocol_id != Protocol.BDX:
+            if message.protocol_id != _BDX:
                 raise BdxError(StatusCode.UNEXPECTED_MESSAGE, "not a BDX message")
             out = self.receiver.receive(message.opcode, message.payload)
         except BdxError as err:
@@ -68,7 +71,7 @@ class Download(ExchangeDelegate):
             node.emit(DownloadFailed(self, err.reason, status_report(err.code)))
             raise  # the node sends our StatusReport and closes the exchange
         send_all(exchange, out)
-        if self.receiver.state is ReceiverState.DONE:
+        if self.receiver.state is _DONE:
             exchange.delegate = None
             exchange.close()  # BlockAckEOF keeps retransmitting until acknowledged
             node.emit(DownloadCompleted(self))

@@ -50,7 +50,8 @@ class FileImage:
         return self._size
 
     def read_at(self, offset: int, size: int) -> bytes:
-        size = max(0, min(size, self._size - offset))
+        if size < 0 or offset + size > self._size:  # (the usual block needs no min/max calls)
+            size = max(0, min(size, self._size - offset))
         data = os.pread(self._fd, size, offset)
         while len(data) < size:  # pread may return short on some file systems
             more = os.pread(self._fd, size - len(data), offset + len(data))

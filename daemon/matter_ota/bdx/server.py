@@ -38,6 +38,8 @@ log = logging.getLogger("matter_ota.bdx")
 #: Where the provider serves BDX in production: CASE sessions only.
 PRODUCTION_SESSIONS = frozenset({SessionKind.CASE})
 
+_BDX = Protocol.BDX  # a module global: ``Enum.MEMBER`` is a descriptor call on Python 3.11
+
 
 def device_key(session: Session) -> Hashable:
     """Who a transfer belongs to: (fabric index, node id) on CASE; the session on PASE."""
@@ -50,7 +52,7 @@ def device_key(session: Session) -> Hashable:
 
 def send_all(exchange: Exchange, messages: Iterable[Send]) -> None:
     for m in messages:
-        exchange.send(Protocol.BDX, m.opcode, m.payload)
+        exchange.send(_BDX, m.opcode, m.payload)
 
 
 class BdxServer:
@@ -106,21 +108,10 @@ class BdxServer:
 
     def _on_message(self, transfer: SenderTransfer, exchange: Exchange, message: Message) -> None:
         now = message.received_at
-        if message.is_status_report():
-            try:
-                report = StatusReport.decode(message.payload)
-                detail = report.describe()
-                status = _bdx_status(report)
-            except MessageError as exc:
-                detail, status = f"malformed StatusReport: {exc}", None
-            self.table.fail(transfer, FailReason.PEER_STATUS, detail, now, status)
-            self._release(transfer)
-            self._forward_events()
+        proto = message.protocol
+        if proto.protocol_id != _BDX or proto.vendor_id:  # not BDX: the rare case, tested second
+            self._on_other_message(transfer, message, now)
             return
-        if message.protocol_id != Protocol.BDX:
-            err = BdxError(StatusCode.UNEXPECTED_MESSAGE, f"protocol 0x{message.protocol_id:08x}")
-            self._abort(transfer, err, now)
-            raise err
         try:
             send_all(exchange, self.table.receive(transfer, message.opcode, message.payload, now))
         except BdxError:
@@ -134,7 +125,24 @@ class BdxServer:
         if transfer.finished:
             self._release(transfer)
         else:
-            exchange.set_response_timeout(self.config.idle_timeout)
+            exchange.set_response_timeout(self.table.config.idle_timeout)
+
+    def _on_other_message(self, transfer: SenderTransfer, message: Message, now: float) -> None:
+        """A StatusReport ends the transfer; anything else is an error."""
+        if message.is_status_report():
+            try:
+                report = StatusReport.decode(message.payload)
+                detail = report.describe()
+                status = _bdx_status(report)
+            except MessageError as exc:
+                detail, status = f"malformed StatusReport: {exc}", None
+            self.table.fail(transfer, FailReason.PEER_STATUS, detail, now, status)
+            self._release(transfer)
+            self._forward_events()
+            return
+        err = BdxError(StatusCode.UNEXPECTED_MESSAGE, f"protocol 0x{message.protocol_id:08x}")
+        self._abort(transfer, err, now)
+        raise err
 
     def _on_close(self, transfer: SenderTransfer, reason: CloseReason) -> None:
         now = self.node.now

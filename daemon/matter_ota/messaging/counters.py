@@ -16,6 +16,7 @@ from matter_ota.messaging.errors import MessageError
 
 # 4.6.5 MSG_COUNTER_WINDOW_SIZE
 COUNTER_WINDOW = 32
+_WINDOW_MASK = (1 << COUNTER_WINDOW) - 1
 _U32 = 1 << 32
 _ROLLOVER_FUTURE = (1 << 31) - 1  # 4.6.5.2: up to 2^31 - 1 ahead counts as new
 _INIT_MASK = 0x0FFF_FFFF  # 4.6.1.1: random initial value in [1, 2^28]
@@ -137,11 +138,22 @@ class ReceptionState:
             if shift > COUNTER_WINDOW:
                 self._bitmap = 0
             else:
-                mask = (1 << COUNTER_WINDOW) - 1
-                self._bitmap = ((self._bitmap << shift) | (1 << (shift - 1))) & mask
+                self._bitmap = ((self._bitmap << shift) | (1 << (shift - 1))) & _WINDOW_MASK
 
     def accept(self, counter: int) -> bool:
         """Check and commit in one step; returns True if the message is new."""
+        top = self._max
+        if self._encrypted and top is not None and counter > top:
+            # The common case, once per secured message: the next counter (4.6.5.1). What
+            # commit() does for a FUTURE counter, without classifying it twice.
+            shift = counter - top
+            self._max = counter
+            self._bitmap = (
+                ((self._bitmap << shift) | (1 << (shift - 1))) & _WINDOW_MASK
+                if shift <= COUNTER_WINDOW
+                else 0
+            )
+            return True
         if self.is_duplicate(counter):
             return False
         self.commit(counter)

@@ -34,6 +34,7 @@ from matter_ota.messaging.header import (
     MAX_SECURE_PAYLOAD,
     MessageHeader,
     ProtocolHeader,
+    encode_protocol_header,
 )
 from matter_ota.messaging.mrp import (
     MRP_MAX_TRANSMISSIONS,
@@ -51,6 +52,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("matter_ota.exchange")
 
 Transmit = Callable[[bytes, Address | None], None]
+
+# Plain ints for the per-message comparisons: on Python 3.11 ``Enum.MEMBER`` is a descriptor
+# call (~0.2 us) at every use.
+_SECURE_CHANNEL = int(Protocol.SECURE_CHANNEL)
+_STANDALONE_ACK = int(SecureChannelOpcode.STANDALONE_ACK)
+_STATUS_REPORT = int(SecureChannelOpcode.STATUS_REPORT)
 
 
 class CloseReason(enum.Enum):
@@ -76,17 +83,19 @@ class Message:
     @property
     def protocol_id(self) -> int:
         """The 32-bit protocol id (vendor << 16 | protocol)."""
-        return self.protocol.full_protocol_id
+        proto = self.protocol  # full_protocol_id, one property less per dispatch
+        return ((proto.vendor_id or 0) << 16) | proto.protocol_id
 
     @property
     def opcode(self) -> int:
         return self.protocol.opcode
 
     def is_status_report(self) -> bool:
+        proto = self.protocol
         return (
-            self.protocol.protocol_id == Protocol.SECURE_CHANNEL
-            and self.protocol.vendor_id is None
-            and self.opcode == SecureChannelOpcode.STATUS_REPORT
+            proto.opcode == _STATUS_REPORT
+            and proto.protocol_id == _SECURE_CHANNEL
+            and proto.vendor_id is None
         )
 
 
@@ -107,6 +116,23 @@ class ExchangeDelegate:
 
 class Exchange:
     """One exchange: id, role, session, MRP state and the delegate that handles it."""
+
+    # Slots: one is created per incoming request, and its fields are read on every message.
+    __slots__ = (
+        "_ack_deadline",
+        "_filed_at",
+        "_live",
+        "_pending_ack",
+        "_response_deadline",
+        "_retransmits",
+        "closed",
+        "context",
+        "delegate",
+        "exchange_id",
+        "is_initiator",
+        "manager",
+        "session",
+    )
 
     def __init__(
         self, manager: ExchangeManager, session: Session, exchange_id: int, is_initiator: bool
@@ -160,28 +186,36 @@ class Exchange:
         """
         if self.closed:
             raise RuntimeError(f"exchange {self.exchange_id} is closed")
-        proto = ProtocolHeader(
-            protocol_id=protocol_id,
-            opcode=opcode,
-            exchange_id=self.exchange_id,
-            initiator=self.is_initiator,
-            requires_ack=reliable,
-            ack_counter=self._pending_ack,
-            vendor_id=vendor_id,
-        )
-        datagram, counter = self.session.encode(proto, payload)
+        if vendor_id is None:  # every message of the standard protocols: no header object
+            header = encode_protocol_header(
+                protocol_id, opcode, self.exchange_id, self.is_initiator, reliable,
+                self._pending_ack,
+            )
+        else:
+            header = ProtocolHeader(
+                protocol_id=protocol_id,
+                opcode=opcode,
+                exchange_id=self.exchange_id,
+                initiator=self.is_initiator,
+                requires_ack=reliable,
+                ack_counter=self._pending_ack,
+                vendor_id=vendor_id,
+            ).encode()
+        session = self.session
+        datagram, counter = session.encode_payload(header + payload)
         if len(datagram) > MAX_MESSAGE_SIZE:
             raise MessageError(
                 f"message of {len(datagram)} bytes exceeds {MAX_MESSAGE_SIZE} (payload "
                 f"{len(payload)}; at most {MAX_SECURE_PAYLOAD} on a secure session)"
             )
         self._pending_ack = self._ack_deadline = None
-        self.manager.transmit(datagram, self.session.peer_addr)
+        manager = self.manager
+        manager.transmit(datagram, session.peer_addr)
         if reliable:
-            now = self.manager.now
-            delay = backoff_interval(self.session.mrp_base_interval(now), 0, self.manager.jitter())
-            self._retransmits[counter] = Retransmit(counter, datagram, 0, now + delay)
-            self.manager.schedule(self)
+            now = manager.now
+            at = now + backoff_interval(session.mrp_base_interval(now), 0, manager.jitter())
+            self._retransmits[counter] = Retransmit(counter, datagram, 0, at)
+            manager.schedule(self, at)
         return counter
 
     def send_status(self, report: StatusReport) -> int:
@@ -192,8 +226,9 @@ class Exchange:
 
     def set_response_timeout(self, seconds: float | None) -> None:
         """Close with :attr:`CloseReason.RESPONSE_TIMEOUT` unless a message arrives in time."""
-        self._response_deadline = None if seconds is None else self.manager.now + seconds
-        self.manager.schedule(self)
+        when = None if seconds is None else self.manager.now + seconds
+        self._response_deadline = when
+        self.manager.schedule(self, when)
 
     def close(self) -> None:
         """End the exchange. Owed acks go out now; our unacked messages keep retransmitting."""
@@ -214,23 +249,23 @@ class Exchange:
 
     # -- MRP bookkeeping, driven by the manager -------------------------------------------------
 
-    def _on_ack(self, counter: int) -> None:
-        self._retransmits.pop(counter, None)
-
     def _owe_ack(self, counter: int, now: float) -> None:
+        """Owe the peer an ack; its timer is filed by :meth:`ExchangeManager.dispatched`."""
         if self._pending_ack is not None and self._pending_ack != counter:
             self.flush_ack()  # one pending ack per exchange: the older one goes standalone
         self._pending_ack = counter
         self._ack_deadline = now + MRP_STANDALONE_ACK_TIMEOUT
-        self.manager.schedule(self)
 
     def _deadline(self) -> float | None:
-        times = [r.next_at for r in self._retransmits.values()]
-        if self._ack_deadline is not None:
-            times.append(self._ack_deadline)
-        if self._response_deadline is not None:
-            times.append(self._response_deadline)
-        return min(times) if times else None
+        # Per message on the hot path: no list, no min() over a generator.
+        when = self._ack_deadline
+        response = self._response_deadline
+        if response is not None and (when is None or response < when):
+            when = response
+        for entry in self._retransmits.values():
+            if when is None or entry.next_at < when:
+                when = entry.next_at
+        return when
 
     def _fire(self, now: float) -> CloseReason | None:
         """Run due timers; returns a close reason if the exchange failed."""
@@ -279,7 +314,7 @@ class ExchangeManager:
     ) -> None:
         self.node = node
         self.transmit = transmit
-        self.jitter: Jitter = jitter if jitter is not None else random.SystemRandom().random
+        self.jitter: Jitter = jitter if jitter is not None else random.random
         self.now = 0.0
         self._exchanges: dict[ExchangeKey, Exchange] = {}
         self._next_id = randbits(16)
@@ -316,15 +351,17 @@ class ExchangeManager:
         """MRP processing of a received message (4.12.5); returns the exchange to deliver to.
 
         Handles piggybacked acks, owed acks and duplicates. A new exchange is created only for
-        an initiator message that ``accept_new`` wants (the node's dispatch table).
+        an initiator message that ``accept_new`` wants (the node's dispatch table). The caller
+        delivers the message to the exchange returned, then calls :meth:`dispatched`.
         """
         proto = message.protocol
         key = (message.session.key, proto.exchange_id, not proto.initiator)
         exchange = self._exchanges.get(key)
         if exchange is not None:
             if proto.ack_counter is not None:
-                exchange._on_ack(proto.ack_counter)
-            self.release_if_done(exchange)
+                exchange._retransmits.pop(proto.ack_counter, None)  # acknowledged: stop resending
+            if exchange.closed:
+                self.release_if_done(exchange)
         if duplicate:
             # 4.12.5.2.2: ack a duplicate at once, never process it again.
             if proto.requires_ack:
@@ -334,9 +371,9 @@ class ExchangeManager:
                 )
             return None
         is_ack_only = (
-            proto.protocol_id == Protocol.SECURE_CHANNEL
+            proto.opcode == _STANDALONE_ACK
+            and proto.protocol_id == _SECURE_CHANNEL
             and proto.vendor_id is None
-            and proto.opcode == SecureChannelOpcode.STANDALONE_ACK
         )
         if exchange is None or exchange.closed:
             if not is_ack_only and proto.initiator and exchange is None and accept_new(message):
@@ -352,22 +389,29 @@ class ExchangeManager:
         if proto.requires_ack:
             exchange._owe_ack(message.header.message_counter, self.now)
         if is_ack_only:
+            self.dispatched(exchange)
             return None
         exchange._response_deadline = None
         return exchange
+
+    def dispatched(self, exchange: Exchange) -> None:
+        """File the standalone-ack timer of an ack still owed after the message was handled.
+
+        Most handlers answer at once and the ack rides on the answer, so filing the timer
+        only now saves a heap entry (and its removal) per message.
+        """
+        if exchange._pending_ack is not None:
+            self.schedule(exchange, exchange._ack_deadline)
 
     def send_standalone_ack(
         self, session: Session, exchange_id: int, is_initiator: bool, counter: int
     ) -> None:
         """A standalone acknowledgement (Secure Channel 0x10), never itself reliable."""
-        proto = ProtocolHeader(
-            protocol_id=Protocol.SECURE_CHANNEL,
-            opcode=SecureChannelOpcode.STANDALONE_ACK,
-            exchange_id=exchange_id,
-            initiator=is_initiator,
-            ack_counter=counter,
+        header = encode_protocol_header(
+            Protocol.SECURE_CHANNEL, SecureChannelOpcode.STANDALONE_ACK, exchange_id,
+            is_initiator, False, counter,
         )
-        datagram, _ = session.encode(proto, b"")
+        datagram, _ = session.encode_payload(header)
         self.transmit(datagram, session.peer_addr)
 
     def release_if_done(self, exchange: Exchange) -> None:
@@ -378,18 +422,22 @@ class ExchangeManager:
                 del self._exchanges[key]
                 exchange._live = False
 
-    def schedule(self, exchange: Exchange) -> None:
+    def schedule(self, exchange: Exchange, armed: float | None = None) -> None:
         """File the exchange's current deadline (call when it may have moved earlier).
 
         An exchange already filed at or before that time is not filed again: that entry
         re-files the exchange when it comes up. So the heap holds about one entry per
         exchange, however many messages re-arm its timers (a BDX transfer re-arms its idle
-        timeout on every block).
+        timeout on every block). ``armed`` is the time of the one timer just set, if that is
+        all that changed: filed at or before it, the exchange needs no look at its other timers
+        (the entry filed is never later than the deadline, so it stays valid).
         """
+        filed = exchange._filed_at
+        if armed is not None and filed is not None and filed <= armed:
+            return
         when = exchange._deadline()
         if when is None or not exchange._live:
             return
-        filed = exchange._filed_at
         if filed is not None and filed <= when:
             return
         exchange._filed_at = when

@@ -102,14 +102,12 @@ class MessageHeader:
     @property
     def security_flags(self) -> int:
         """The security flags byte, also the first byte of the AES-CCM nonce (4.7.2.1)."""
-        flags = int(self.session_type)
-        if self.privacy:
-            flags |= SEC_FLAG_PRIVACY
-        if self.control:
-            flags |= SEC_FLAG_CONTROL
-        if self.extensions is not None:
-            flags |= SEC_FLAG_EXTENSIONS
-        return flags
+        return (
+            int(self.session_type)
+            | (SEC_FLAG_PRIVACY if self.privacy else 0)
+            | (SEC_FLAG_CONTROL if self.control else 0)
+            | (SEC_FLAG_EXTENSIONS if self.extensions is not None else 0)
+        )
 
     @property
     def is_secure(self) -> bool:
@@ -228,16 +226,12 @@ class ProtocolHeader:
 
     def encode(self) -> bytes:
         """The header bytes; raises :class:`MessageError` for values that cannot be encoded."""
+        if self.vendor_id is None and self.secured_extensions is None:
+            return encode_protocol_header(
+                self.protocol_id, self.opcode, self.exchange_id, self.initiator,
+                self.requires_ack, self.ack_counter,
+            )
         try:
-            if self.vendor_id is None and self.secured_extensions is None:
-                if self.ack_counter is None:  # the common shapes, packed in one call
-                    return _PROTO_PLAIN.pack(
-                        self.exchange_flags, self.opcode, self.exchange_id, self.protocol_id
-                    )
-                return _PROTO_ACK.pack(
-                    self.exchange_flags, self.opcode, self.exchange_id, self.protocol_id,
-                    self.ack_counter,
-                )
             out = bytearray(_PROTO_FIXED.pack(self.exchange_flags, self.opcode, self.exchange_id))
             if self.vendor_id is not None:
                 out += _U16.pack(self.vendor_id)
@@ -253,18 +247,25 @@ class ProtocolHeader:
     @classmethod
     def decode(cls, data: bytes) -> tuple[ProtocolHeader, int]:
         """Decode the header at the start of ``data``; returns it and the payload offset."""
-        if len(data) < _PROTO_FIXED.size:
-            raise MessageError(f"payload of {len(data)} bytes is shorter than a protocol header")
-        flags, opcode, exchange_id = _PROTO_FIXED.unpack_from(data, 0)
+        size = len(data)
+        if size < _PROTO_FIXED.size:
+            raise MessageError(f"payload of {size} bytes is shorter than a protocol header")
+        flags = data[0]
         if not flags & (EX_FLAG_VENDOR | EX_FLAG_SECURED_EXTENSIONS):
-            fixed = _PROTO_ACK if flags & EX_FLAG_ACK else _PROTO_PLAIN
-            if len(data) < fixed.size:
+            # The common shapes (every message of the standard protocols): one unpack.
+            initiator, reliable = bool(flags & EX_FLAG_INITIATOR), bool(flags & EX_FLAG_RELIABLE)
+            if flags & EX_FLAG_ACK:
+                if size < _PROTO_ACK.size:
+                    raise MessageError("protocol header truncated")
+                _, opcode, exchange_id, protocol_id, ack = _PROTO_ACK.unpack_from(data, 0)
+                return cls(
+                    protocol_id, opcode, exchange_id, initiator, reliable, ack
+                ), _PROTO_ACK.size
+            if size < _PROTO_PLAIN.size:
                 raise MessageError("protocol header truncated")
-            fields = fixed.unpack_from(data, 0)
-            return cls(
-                fields[3], opcode, exchange_id, bool(flags & EX_FLAG_INITIATOR),
-                bool(flags & EX_FLAG_RELIABLE), fields[4] if len(fields) > 4 else None,
-            ), fixed.size
+            _, opcode, exchange_id, protocol_id = _PROTO_PLAIN.unpack_from(data, 0)
+            return cls(protocol_id, opcode, exchange_id, initiator, reliable), _PROTO_PLAIN.size
+        _, opcode, exchange_id = _PROTO_FIXED.unpack_from(data, 0)
         reader = _Reader(data, _PROTO_FIXED.size)
         vendor_id = reader.u16() if flags & EX_FLAG_VENDOR else None
         protocol_id = reader.u16()
@@ -281,6 +282,26 @@ class ProtocolHeader:
             secured_extensions=secured,
         )
         return header, reader.offset
+
+
+def encode_protocol_header(
+    protocol_id: int,
+    opcode: int,
+    exchange_id: int,
+    initiator: bool,
+    requires_ack: bool,
+    ack_counter: int | None,
+) -> bytes:
+    """``ProtocolHeader(...).encode()`` for the common shapes (no vendor id, no secured
+    extensions), packed in one call without building the object: every message sent on an
+    exchange goes through here."""
+    flags = (EX_FLAG_INITIATOR if initiator else 0) | (EX_FLAG_RELIABLE if requires_ack else 0)
+    try:
+        if ack_counter is None:
+            return _PROTO_PLAIN.pack(flags, opcode, exchange_id, protocol_id)
+        return _PROTO_ACK.pack(flags | EX_FLAG_ACK, opcode, exchange_id, protocol_id, ack_counter)
+    except struct.error as exc:
+        raise MessageError(f"protocol header field out of range: {exc}") from None
 
 
 class _Reader:

@@ -21,7 +21,10 @@ MRP_BACKOFF_THRESHOLD = 1
 MRP_STANDALONE_ACK_TIMEOUT = 0.200  # seconds
 
 Jitter = Callable[[], float]
-"""A source of uniform random numbers in [0, 1): ``random.random`` or a pinned value in tests."""
+"""A source of uniform random numbers in [0, 1): ``random.random`` or a pinned value in tests.
+
+The jitter only spreads retransmissions apart; it protects no secret, so it need not come from
+the operating system's generator (``SystemRandom`` costs a system call per reliable message)."""
 
 
 def backoff_interval(base_interval: float, send_count: int, jitter: float) -> float:
@@ -33,11 +36,11 @@ def backoff_interval(base_interval: float, send_count: int, jitter: float) -> fl
 
     ``base_interval`` is the peer's active or idle interval, ``jitter`` is uniform in [0, 1).
     """
-    exponent = max(0, send_count - MRP_BACKOFF_THRESHOLD)
+    exponent = send_count - MRP_BACKOFF_THRESHOLD
     return (
         base_interval
         * MRP_BACKOFF_MARGIN
-        * MRP_BACKOFF_BASE**exponent
+        * (MRP_BACKOFF_BASE**exponent if exponent > 0 else 1.0)  # ** costs; most sends are first
         * (1.0 + jitter * MRP_BACKOFF_JITTER)
     )
 

@@ -65,6 +65,8 @@ class _SessionBase:
     """What the exchange layer needs from any session."""
 
     kind: SessionKind
+    key: object
+    """A hashable identity used to key exchanges (fixed for the session's life)."""
     peer_addr: Address | None
     peer_params: SessionParameters
     last_peer_activity: float | None
@@ -78,20 +80,22 @@ class _SessionBase:
     def mrp_base_interval(self, now: float) -> float:
         """The retransmission base interval for the next message to this peer (4.12.2.1)."""
         params = self.peer_params
-        return params.active_interval if self.is_peer_active(now) else params.idle_interval
+        last = self.last_peer_activity  # is_peer_active(), inlined: once per reliable message
+        if last is not None and now - last < params.active_threshold:
+            return params.active_interval
+        return params.idle_interval
 
     def mark_peer_activity(self, now: float, addr: Address) -> None:
         self.last_peer_activity = now
         self.last_activity = now
         self.peer_addr = addr
 
-    @property
-    def key(self) -> object:
-        """A hashable identity used to key exchanges."""
-        raise NotImplementedError
-
     def encode(self, protocol_header: ProtocolHeader, payload: bytes) -> tuple[bytes, int]:
         """The datagram and the message counter it carries."""
+        return self.encode_payload(protocol_header.encode() + payload)
+
+    def encode_payload(self, message_payload: bytes) -> tuple[bytes, int]:
+        """:meth:`encode` for an encoded protocol header followed by the application payload."""
         raise NotImplementedError
 
 
@@ -112,6 +116,7 @@ class UnsecuredSession(_SessionBase):
     ) -> None:
         self.ephemeral_node_id = ephemeral_node_id
         self.is_initiator = is_initiator
+        self.key = ("unsecured", is_initiator, ephemeral_node_id)
         self.counter = counter  # the node's global unencrypted counter (4.6.1.1)
         self.peer_addr = peer_addr
         self.peer_params = peer_params
@@ -119,17 +124,13 @@ class UnsecuredSession(_SessionBase):
         self.last_peer_activity = None
         self.last_activity = now
 
-    @property
-    def key(self) -> object:
-        return ("unsecured", self.is_initiator, self.ephemeral_node_id)
-
-    def encode(self, protocol_header: ProtocolHeader, payload: bytes) -> tuple[bytes, int]:
+    def encode_payload(self, message_payload: bytes) -> tuple[bytes, int]:
         counter = self.counter.next()
         if self.is_initiator:
             header = MessageHeader(0, counter, source_node_id=self.ephemeral_node_id)
         else:
             header = MessageHeader(0, counter, dest_node_id=self.ephemeral_node_id)
-        return header.encode() + protocol_header.encode() + payload, counter
+        return header.encode() + message_payload, counter
 
     def __repr__(self) -> str:
         role = "initiator" if self.is_initiator else "responder"
@@ -162,6 +163,7 @@ class SecureSession(_SessionBase):
             raise ValueError("session ids are u16 and the local one is not 0")
         self.kind = kind
         self.local_session_id = local_session_id
+        self.key = ("secure", local_session_id)
         self.peer_session_id = peer_session_id
         self.keys = keys
         self.is_initiator = is_initiator
@@ -219,16 +221,12 @@ class SecureSession(_SessionBase):
             peer_cats=peer_cats,
         )
 
-    @property
-    def key(self) -> object:
-        return ("secure", self.local_session_id)
-
-    def encode(self, protocol_header: ProtocolHeader, payload: bytes) -> tuple[bytes, int]:
+    def encode_payload(self, message_payload: bytes) -> tuple[bytes, int]:
         counter = self.counter.next()
         # Secure unicast: no node ids, no extensions, security flags 0 (4.4.1, 4.7.2.1).
         aad = _SECURE_HEADER.pack(0, self.peer_session_id, 0, counter)
         nonce = build_nonce(0, counter, self._tx_nonce_node)
-        return aad + self._tx.seal(nonce, protocol_header.encode() + payload, aad), counter
+        return aad + self._tx.seal(nonce, message_payload, aad), counter
 
     def decrypt(self, header: MessageHeader, data: bytes, payload_offset: int) -> bytes:
         """Authenticate and decrypt a received message; :class:`MessageError` on failure.
@@ -240,8 +238,8 @@ class SecureSession(_SessionBase):
         if len(data) - payload_offset < MIC_LENGTH:
             raise MessageError("secured message shorter than its MIC")
         nonce = build_nonce(header.security_flags, header.message_counter, self._rx_nonce_node)
-        aad = bytes(data[:payload_offset])
-        return self._rx.open(nonce, bytes(data[payload_offset:]), aad)
+        # The header as received is the additional data; the ciphertext is read in place.
+        return self._rx.open(nonce, memoryview(data)[payload_offset:], data[:payload_offset])
 
     def __repr__(self) -> str:
         return (
