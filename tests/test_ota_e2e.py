@@ -122,6 +122,24 @@ def test_busy_then_update_available(tmp_path: Path) -> None:
         w.close()
 
 
+def test_busy_retries_are_spread_over_the_fleet(tmp_path: Path) -> None:
+    w = World(tmp_path, max_transfers=1)
+    try:
+        w.release(2)
+        stuck = w.requestor(1, Behaviour(stall_after_bytes=2000))
+        w.start(stuck)
+        w.fleet.run(until=5, settled=False)
+        waiting = [w.requestor(1) for _ in range(8)]
+        w.start(*waiting)
+        w.fleet.run(until=10, settled=False)
+        delays = [r.responses[0].delayed_action_time for r in waiting]
+        assert all(r.responses[0].status == QueryStatus.BUSY for r in waiting)
+        assert all(d is not None and 120 <= d <= 720 for d in delays)
+        assert len(set(delays)) >= 6, delays  # each device its own share of the spread
+    finally:
+        w.close()
+
+
 def test_token_is_bound_to_the_device(world: World) -> None:
     world.release(2)
     a = world.requestor(1, Behaviour(never_notifies=True))
