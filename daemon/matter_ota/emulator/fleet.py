@@ -71,6 +71,7 @@ class Fleet:
     keep_events: bool = True
     on_log: Callable[[str], None] | None = None
     server: ProviderNode = field(init=False)
+    _by_addr: dict[Address, Requestor] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         node = Node(jitter=lambda: 0.0, max_sessions=65535, max_unsecured_sessions=4096)
@@ -108,12 +109,13 @@ class Fleet:
             PROVIDER_ADDR, identity, behaviour, self.on_log,
         )
         self.nodes[addr] = node
+        self._by_addr[addr] = requestor
         self.requestors.append(requestor)
         return requestor
 
     # -- running ------------------------------------------------------------------------------
 
-    def _pump(self) -> int:
+    def _pump(self, touched: set[Address] | None = None) -> int:
         moved = 0
         for addr, node in list(self.nodes.items()):
             for data, dest in node.datagrams_to_send():
@@ -121,21 +123,37 @@ class Fleet:
                 if target is None:
                     continue
                 target.datagram_received(data, addr, self.now)
+                if touched is not None:
+                    touched.add(dest)
                 moved += 1
         self.datagrams += moved
         return moved
 
     def _settle(self) -> None:
-        """Move datagrams and poll everybody until nothing moves at this instant."""
+        """Move datagrams and poll the requestors until nothing moves at this instant.
+
+        Everybody is polled first (timers fired, requestors started or waits ended); after
+        that only the requestors whose node received something, since nothing else changed.
+        """
+        polled: list[Requestor] | None = None
         while True:
-            moved = self._pump()
+            touched: set[Address] = set()
+            moved = self._pump(touched)
             events = drain_events(self.provider_node, self.provider)
             if self.keep_events:
                 self.provider_events.extend(events)
-            for r in self.requestors:
+            if polled is None:
+                polled = self.requestors
+            else:
+                polled = [self._by_addr[a] for a in touched if a in self._by_addr]
+            for r in polled:
                 r.poll(self.now)
-            if not moved and not events and not self._pump():
+            if not moved and not events and not self._pump(touched):
                 return
+            if touched:
+                for a in touched:
+                    if a in self._by_addr:
+                        self._by_addr[a].poll(self.now)
 
     def next_deadline(self) -> float | None:
         deadlines = [d for node in self.nodes.values() if (d := node.next_deadline()) is not None]
