@@ -330,3 +330,18 @@ def test_apply_and_notify_after_the_provider_forgot_the_update(world: World) -> 
     world.fleet.run()
     assert r.result == "updated" and r.applies[-1].action == ApplyUpdateAction.PROCEED
     assert counts(world, 2) == (0, 0, 1, 0)
+
+
+def test_a_pinned_device_is_offered_but_not_counted_as_a_cohort_offer(world: World) -> None:
+    from matter_ota.emulator.fleet import FIRST_REQUESTOR_NODE_ID
+
+    world.release(2, percent=1, extra={"pinned": [FIRST_REQUESTOR_NODE_ID]})
+    pinned = world.requestor(1)
+    assert pinned.node_id == FIRST_REQUESTOR_NODE_ID
+    world.start(pinned)
+    world.fleet.run()
+    assert pinned.result == "updated"
+    release = world.state().releases[KEY]
+    _, offered = world.store.cohort_devices("production", VID, PID, release.cohort_seed)
+    assert offered == []  # policy: pinned offers are not cohort offers
+    assert counts(world, 2)[2] == 1
