@@ -315,7 +315,6 @@ def test_back_on_the_old_version_fails_and_auto_stops_the_release(world: World) 
     world.start(late)
     world.fleet.run()
     assert late.result == "not_available"
-    assert KEY.channel == "production"
 
 
 def test_apply_and_notify_after_the_provider_forgot_the_update(world: World) -> None:
