@@ -111,7 +111,8 @@ def start_daemon(root: Path, config: Path, fabric_file: Path, port: int) -> subp
     env = {**os.environ, "PYTHONPATH": str(ROOT / "daemon")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "matter_ota.cli", "serve", "--config", str(config),
-         "--listen", "::1", "--port", str(port), "--fabric-file", str(fabric_file)],
+         "--listen", "::1", "--port", str(port), "--fabric-file", str(fabric_file),
+         "--no-mdns"],
         stdout=log, stderr=log, env=env, cwd=root)
     log.close()
     deadline = time.monotonic() + 20
