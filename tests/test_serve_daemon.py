@@ -392,3 +392,45 @@ def test_banner_shows_where_and_the_setup_codes(site: Site) -> None:
     assert "serving on UDP [::]:5540" in text and "setup passcode 20202021" in text
     # 3497-011-2332: the manual code every SDK example prints for 20202021 / 3840.
     assert "manual pairing code 3497-011-2332, QR payload MT:Y.K90AFN00KA0648G00" in text
+
+
+def test_dcl_channel_added_by_a_reload_is_fetched_ahead_of_devices(
+    site: Site, stopper: list[Daemon], tmp_path: Path
+) -> None:
+    """The daemon's DCL source against a real HTTPS ledger on loopback: switching a channel to
+    the DCL with the CLI makes the running daemon look the product up and download its
+    newest image at once (no device asked yet), into the state directory's cache."""
+    from dcl_server import FakeLedger, build_ota_image, model_version
+
+    (tmp_path / "tls").mkdir()
+    ledger = FakeLedger(tmp_path / "tls").start()
+    try:
+        image = build_ota_image(0xFFF1, 0x8001, 2, b"dcl firmware " * 300)
+        url = ledger.serve_image("v2.ota", image)
+        ledger.publish(0xFFF1, 0x8001, [model_version(0xFFF1, 0x8001, 2, url=url,
+                                                      image=image)])
+        site.provider.write_text(PROVIDER + f"dcl:\n  url: {ledger.base_url}\n"
+                                 f"  ca_bundle: {ledger.creds.ca_pem}\n")
+        daemon = start(site)
+        stopper.append(daemon)
+        daemon.wait("ready")
+        daemon.wait("dcl_source")
+        assert ledger.requests_for("/images/v2.ota") == []  # no DCL release yet
+        mark = daemon.mark()
+        site.cli("source", "--channel", "production", "dcl", "--product", "FFF1:8001",
+                 "--yes")
+        daemon.wait("config_applied", mark, generation="2")
+
+        def cached() -> list[Path]:
+            return [p for p in (site.root / "state" / "dcl").rglob("*") if p.is_file()
+                    and p.read_bytes() == image]
+
+        deadline = time.monotonic() + 10
+        while not cached() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cached(), daemon.log_path.read_text()
+        assert ledger.requests_for("/images/v2.ota")
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert daemon.proc.wait(timeout=15) == 0
+    finally:
+        ledger.stop()

@@ -19,6 +19,7 @@ import anyio
 from matter_ota.cli import EXIT_USAGE, CliError
 from matter_ota.commands._case import install_case
 from matter_ota.commands._common import add_config_options, default_config_path
+from matter_ota.commands._dcl_runtime import keep_dcl_fresh, prepare_dcl
 from matter_ota.commands._im import install_im
 from matter_ota.commands._mdns import add_mdns_options, advertise, check_mdns_options
 from matter_ota.commands._mdns import commissionable_params as commissionable_params
@@ -61,6 +62,7 @@ INSTALLERS: list[Callable[[Node, argparse.Namespace], None]] = [
 # bound UDP address once the socket is bound, and runs in the daemon's task group until stop.
 COMPANIONS: list[Callable[[argparse.Namespace, Address], Coroutine[Any, Any, None]]] = [
     advertise,
+    keep_dcl_fresh,
 ]
 
 
@@ -171,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         service = ProviderService(config, store, digest=startup_digest(config, served_text))
         service.log_level_fixed = level_given
         args.service = service
+        dcl = prepare_dcl(args, provider)
         node = build_node(args)
         payload = payload_from_args(args)
         if payload is not None:
@@ -194,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
             service, node, transport, config_path=path, config_explicit=explicit,
             companions=[functools.partial(c, args) for c in COMPANIONS],
             on_ready=functools.partial(banner, args) if show_banner else None,
-            startup_error=refused,
+            startup_error=refused, contexts=[dcl],
         )
         anyio.run(daemon.run)
     finally:

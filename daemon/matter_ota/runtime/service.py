@@ -58,10 +58,10 @@ log = logging.getLogger("matter_ota.service")
 
 HEARTBEAT_INTERVAL = 15.0  # seconds between the daemon's "still alive" writes in the store
 
-# provider.yaml keys a running daemon cannot change (socket, identity, state; also log.format):
-# a change is logged as needing a restart; the rest (channels, limits, firmware_dir, DCL, log
-# level) applies.
-RESTART_KEYS = ("node", "network", "state_dir")
+# provider.yaml keys a running daemon cannot change (socket, identity, state, the DCL client;
+# also log.format): a change is logged as needing a restart; the rest (channels, limits,
+# firmware_dir, log level) applies.
+RESTART_KEYS = ("node", "network", "state_dir", "dcl")
 
 Companion = Callable[[Address], Coroutine[Any, Any, None]]
 """A long-running task started once the UDP socket is bound (e.g. the mDNS advertiser)."""
@@ -272,6 +272,7 @@ class Daemon:
         config_explicit: bool,
         notifier: Notifier | None = None,
         companions: Sequence[Companion] = (),
+        contexts: Sequence[contextlib.AbstractAsyncContextManager[Any]] = (),
         on_ready: Callable[[Address], None] | None = None,
         startup_error: Invalid | None = None,
     ) -> None:
@@ -280,6 +281,7 @@ class Daemon:
         self.transport = transport
         self.notifier = notifier if notifier is not None else Notifier.from_environ()
         self.companions = list(companions)
+        self.contexts = list(contexts)
         self.on_ready = on_ready
         self.watcher = ConfigWatcher(
             service.current_config(), config_loader(config_path, config_explicit),
@@ -334,8 +336,11 @@ class Daemon:
         self._stop = anyio.Event()
         self._requests, requests = anyio.create_memory_object_stream[str](4)
         try:
-            with anyio.open_signal_receiver(signal.SIGHUP, signal.SIGINT,
-                                            signal.SIGTERM) as signals:
+            async with contextlib.AsyncExitStack() as stack:
+                for context in self.contexts:  # e.g. the DCL source's background tasks
+                    await stack.enter_async_context(context)
+                signals = stack.enter_context(anyio.open_signal_receiver(
+                    signal.SIGHUP, signal.SIGINT, signal.SIGTERM))
                 async with anyio.create_task_group() as tg:
                     self.address = await tg.start(self.transport.run)
                     where = f"[{self.address[0]}]:{self.address[1]}"
@@ -354,7 +359,7 @@ class Daemon:
                     tg.start_soon(self.notifier.run_watchdog)
                     tg.start_soon(self._heartbeat)
                     for companion in self.companions:
-                        tg.start_soon(companion, self.address)
+                        tg.start_soon(self._companion, companion, self.address)
                     if self._startup_error is None and self.watcher.digest != served.digest:
                         self.reload("changed_during_start")  # edited since it was loaded
                     await self._stop.wait()
@@ -367,6 +372,15 @@ class Daemon:
             self._requests = None
             store.daemon_stopped(time.time())
             self.notifier.close()
+
+    async def _companion(self, companion: Companion, address: Address) -> None:
+        """Run one companion; its failure is logged and the node keeps serving."""
+        try:
+            await companion(address)
+        except Exception:
+            log.exception("event=companion_failed companion=%s",
+                          getattr(companion, "__qualname__", None)
+                          or getattr(getattr(companion, "func", None), "__qualname__", companion))
 
     async def _signals(self, signals: AsyncIterator[int]) -> None:
         async for signum in signals:
