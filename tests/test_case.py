@@ -507,7 +507,8 @@ def test_session_establishment_limit_answers_busy() -> None:
         GeneralCode.BUSY,
         SecureChannelCode.BUSY,
     )
-    assert int.from_bytes(second.error.report.data, "little") > 0  # minimum wait, ms
+    assert second.retry_after == 0.5  # the minimum wait the responder asked for
+    assert first.retry_after is None
     for data, _ in held:
         client.node.datagram_received(data, SERVER_ADDR, float(NOW))
     _pump(client, server, float(NOW))
@@ -541,3 +542,40 @@ def test_certificates_of_the_fabric_survive_persistence() -> None:
     assert restored.operational_instance_name().endswith(f"-{SERVER_NODE:016X}")
     with pytest.raises(certs.CertificateError):
         FabricInfo.from_dict({**w.server.to_dict(), "operational_key": "11" * 32})
+
+
+def test_case_sessions_beyond_the_table_evict_the_least_recently_used() -> None:
+    w = make_world()
+    client_node, server_node = make_node(), make_node(max_sessions=2)
+    server = CaseServer(server_node, w.table, cert_time=lambda now: int(now))
+    server.register()
+    clients = [w.ca.issue(0x100 + n) for n in range(3)]
+    for fabric in clients:
+        client = CaseClient(client_node, cert_time=lambda now: int(now))
+        conn = client.connect(fabric, SERVER_NODE, SERVER_ADDR, float(NOW))
+        while deliver(client_node, server_node, float(NOW), CLIENT_ADDR) + deliver(
+            server_node, client_node, float(NOW), SERVER_ADDR
+        ):
+            pass
+        assert conn.session is not None
+    peers = sorted(s.peer_node_id for s in server_node.sessions)
+    assert peers == [0x101, 0x102]  # the first one was evicted
+    closed = [e for e in _events(server_node) if type(e).__name__ == "SessionClosed"]
+    assert [e.session.peer_node_id for e in closed] == [0x100]  # type: ignore[attr-defined]
+    assert closed[0].reason == "evicted"  # type: ignore[attr-defined]
+
+
+def test_node_refuses_an_expired_initiator_with_invalid_parameter() -> None:
+    w = make_world()
+    client, server = _node_pair(w)
+    expired = w.ca.issue(CLIENT_NODE, not_after=NOW - 60)
+    conn = client.connect(expired, SERVER_NODE, SERVER_ADDR, float(NOW))
+    _pump(client, server, float(NOW))
+    assert conn.session is None and conn.error is not None
+    report = conn.error.report
+    assert (report.general_code, report.protocol_code) == (
+        GeneralCode.FAILURE,
+        SecureChannelCode.INVALID_PARAMETER,
+    )
+    assert len(server.node.sessions) == 0 and server.pending == 0
+    assert any(isinstance(e, CaseFailed) and "expired" in e.reason for e in _events(server.node))

@@ -7,6 +7,7 @@ import dataclasses
 import datetime
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -21,7 +22,17 @@ from hypothesis import strategies as st
 
 from matter_ota.crypto import certs, certs_x509
 from matter_ota.crypto.certs import CertificateError, MatterCertificate
-from matter_ota.crypto.certs_tlv import MATTER_EPOCH_UNIX, NO_EXPIRY, BasicConstraints
+from matter_ota.crypto.certs_tlv import (
+    MATTER_EPOCH_UNIX,
+    NO_EXPIRY,
+    AuthorityKeyId,
+    BasicConstraints,
+    ExtendedKeyUsage,
+    Extension,
+    FutureExtension,
+    KeyUsage,
+    SubjectKeyId,
+)
 
 DATA = Path(__file__).parent / "data"
 NOW = 1_764_000_000  # 2025-11-24, inside every vector's validity
@@ -326,6 +337,85 @@ def test_connectedhomeip_converter_agrees_on_generated_certificates() -> None:
         assert tlv_form == cert.to_tlv()
 
 
+def _varied_certificates(count: int, seed: int) -> list[MatterCertificate]:
+    """Signed, well-formed certificates exercising the conversion rules: every DN string kind
+    (UTF-8 with non-ASCII text, PrintableString, IA5 domain component), Matter ids and CATs,
+    validity edges, CA and end-entity extension sets in any order, and a future extension."""
+    rng = random.Random(seed)
+    key = certs.generate_key()
+    pub = certs.public_key_bytes(key)
+    # Extension { 1.3.6.1.4.1.37244.99, extnValue OCTET STRING { NULL } }
+    future = bytes.fromhex("300f06092b0601040182a27c6304020500")
+    out = []
+    for _ in range(count):
+        is_ca = rng.random() < 0.5
+        attrs: list[tuple[int, int | str]] = []
+        ids = [20, 19] if is_ca else [17]
+        attrs.append((rng.choice(ids), rng.randrange(1, 1 << 64)))
+        if rng.random() < 0.6:
+            attrs.append((21, rng.randrange(1, 1 << 64)))
+        if not is_ca:
+            attrs += [(22, (rng.randrange(1, 1 << 16) << 16) | 1) for _ in range(rng.randint(0, 2))]
+        for _ in range(rng.randint(0, 2)):
+            attrs.append(
+                rng.choice(
+                    [
+                        (1, rng.choice(["Matter Root", "Ünïcødé ✓", "x" * 40])),
+                        (0x84, "US"),
+                        (0x8E, "Test CA 1"),
+                        (16, "example"),
+                        (7, "Org"),
+                    ]
+                )
+            )
+        rng.shuffle(attrs)
+        dn = certs.DistinguishedName(tuple(attrs))
+        extensions: list[Extension]
+        if is_ca:
+            extensions = [
+                BasicConstraints(True, rng.choice([None, 0, 1])),
+                KeyUsage(rng.choice([0x60, 0x61, 0x20])),
+            ]
+        else:
+            extensions = [
+                BasicConstraints(False),
+                KeyUsage(rng.choice([0x01, 0x03])),
+                ExtendedKeyUsage(tuple(rng.sample([1, 2], rng.randint(1, 2)))),
+            ]
+        extensions += [SubjectKeyId(certs.key_id(pub)), AuthorityKeyId(certs.key_id(pub))]
+        if rng.random() < 0.3:
+            extensions.append(FutureExtension(future))
+        rng.shuffle(extensions)
+        not_before = rng.choice([0, 1, 656087023, 1_600_000_000])
+        # 2100-01-01: the SDK's calendar stops short of the 32-bit epoch's end (2136)
+        not_after = rng.choice([NO_EXPIRY, not_before + 1, 1_600_000_000 + 10**9, 3_155_760_000])
+        serial = bytes([rng.randrange(1, 0x80)]) + rng.randbytes(rng.randint(0, 19))
+        cert = MatterCertificate(
+            serial=serial,
+            issuer=dn,
+            not_before=not_before,
+            not_after=not_after,
+            subject=dn,
+            public_key=pub,
+            extensions=tuple(extensions),
+        )
+        out.append(certs.sign_certificate(cert, key))
+    return out
+
+
+def test_connectedhomeip_converter_agrees_on_varied_certificates() -> None:
+    ours = _varied_certificates(60, seed=20261129)
+    requests = [("x509", c.to_tlv()) for c in ours] + [("tlv", certs.to_x509(c)) for c in ours]
+    answers = _chip_convert(requests)
+    n, compared = len(ours), 0
+    for cert, x509_form, tlv_form in zip(ours, answers[:n], answers[n:], strict=True):
+        assert x509_form == certs.to_x509(cert), cert
+        assert tlv_form == cert.to_tlv(), cert
+        assert certs.from_x509(x509_form) == cert
+        compared += 1
+    assert compared == n, f"the SDK accepted only {compared} of {n}"
+
+
 # ---- robustness: the decoders raise CertificateError and nothing else ------------------------
 
 _SEEDS = [v["tlv"] for v in CHIP.values()] + [
@@ -376,3 +466,23 @@ def test_times_are_converted_with_the_rfc5280_rules() -> None:
     der_form = certs.to_x509(cert)
     assert b"20510101000000Z" in der_form  # GeneralizedTime from 2050 on
     assert certs.from_x509(der_form) == cert
+
+
+_CHAIN = (CHIP["Node01_01"]["tlv"], CHIP["ICA01"]["tlv"], CHIP["Root01"]["tlv"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2), _mutated([_CHAIN[0]]), _mutated([_CHAIN[1]]), _mutated([_CHAIN[2]]))
+def test_mutated_chains_fail_with_certificate_error_only(
+    which: int, noc: bytes, icac: bytes, rcac: bytes
+) -> None:
+    chain = list(_CHAIN)
+    chain[which] = (noc, icac, rcac)[which]
+    try:
+        info = certs.validate_chain(
+            certs.decode(chain[0]), certs.decode(chain[1]), certs.decode(chain[2]), now=NOW
+        )
+    except CertificateError:
+        return
+    # only a mutation the signatures do not cover can pass: the chain still says the same
+    assert (info.node_id, info.fabric_id) == (0xDEDEDEDE00010001, 0xFAB000000000001D)

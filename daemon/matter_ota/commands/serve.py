@@ -10,6 +10,7 @@ from collections.abc import Callable
 import anyio
 
 from matter_ota.cli import EXIT_USAGE, CliError
+from matter_ota.commands._case import install_case
 from matter_ota.commands._common import add_config_options
 from matter_ota.commands._pase import install_pase
 from matter_ota.node import Node
@@ -19,7 +20,7 @@ log = logging.getLogger("matter_ota.serve")
 
 # Protocol modules (PASE, CASE, IM, BDX) add themselves here: each is called once with the node
 # and the parsed arguments, and registers its handlers in the node's dispatch table.
-INSTALLERS: list[Callable[[Node, argparse.Namespace], None]] = [install_pase]
+INSTALLERS: list[Callable[[Node, argparse.Namespace], None]] = [install_pase, install_case]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,6 +37,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--passcode", type=int, default=None, help="setup passcode for commissioning")
     p.add_argument("--discriminator", type=int, default=None, help="12-bit discriminator")
+    p.add_argument(
+        "--fabric-file",
+        action="append",
+        metavar="FILE",
+        help="a fabric to answer CASE for (JSON from FabricInfo.to_dict; repeatable)",
+    )
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     p.set_defaults(func=run)
 

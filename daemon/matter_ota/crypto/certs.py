@@ -8,6 +8,7 @@ fabric / node id checks. Every failure is a :class:`CertificateError`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ __all__ = [
 MAX_OPERATIONAL_NODE_ID = 0xFFFF_FFEF_FFFF_FFFF
 MAX_CATS = 3  # 6.6.2.1.2
 DEFAULT_VALIDITY_S = 10 * 365 * 24 * 3600
+ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())  # immutable; shared by every sign / verify
 
 
 def generate_key() -> ec.EllipticCurvePrivateKey:
@@ -75,8 +77,17 @@ def public_key_bytes(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey
     )
 
 
-def public_key_from_bytes(data: bytes) -> ec.EllipticCurvePublicKey:
-    """A P-256 public key from its SEC1 point; :class:`CertificateError` if it is not one."""
+def public_key_from_bytes(data: bytes | bytearray) -> ec.EllipticCurvePublicKey:
+    """A P-256 public key from its SEC1 point; :class:`CertificateError` if it is not one.
+
+    Memoised: peers come back with the same certificates, and building the key object (point
+    decoding and validation) costs as much as a third of a signature check.
+    """
+    return _public_key(bytes(data))
+
+
+@functools.lru_cache(maxsize=1024)
+def _public_key(data: bytes) -> ec.EllipticCurvePublicKey:
     try:
         return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), data)
     except ValueError as e:
@@ -88,13 +99,22 @@ def key_id(public_key: bytes) -> bytes:
     return hashlib.sha1(public_key, usedforsecurity=False).digest()
 
 
+def tbs(cert: MatterCertificate) -> bytes:
+    """The X.509 TBS of ``cert``, built once per certificate object."""
+    cached: bytes | None = cert.__dict__.get("_tbs")
+    if cached is None:
+        cached = certs_x509.tbs_der(cert)
+        object.__setattr__(cert, "_tbs", cached)
+    return cached
+
+
 def verify_signature(cert: MatterCertificate, issuer_public_key: bytes) -> None:
     """Check ``cert``'s signature over its X.509 TBS with the issuer's public key."""
     try:
         public_key_from_bytes(issuer_public_key).verify(
             certs_x509.signature_to_der(cert.signature),
-            certs_x509.tbs_der(cert),
-            ec.ECDSA(hashes.SHA256()),
+            tbs(cert),
+            ECDSA_SHA256,
         )
     except InvalidSignature as e:
         raise CertificateError("certificate signature does not verify") from e
@@ -301,26 +321,16 @@ def _check_issued_by(child: MatterCertificate, parent: MatterCertificate, what: 
         raise CertificateError(f"{what} issuer does not match its issuer's subject")
     if child.authority_key_id != parent.subject_key_id:
         raise CertificateError(f"{what} authority key id does not match its issuer")
-    verify_signature(child, parent.public_key)
 
 
-def validate_chain(
-    noc: MatterCertificate,
-    icac: MatterCertificate | None,
-    rcac: MatterCertificate,
-    *,
-    now: int | None,
+def _check_structure(
+    noc: MatterCertificate, icac: MatterCertificate | None, rcac: MatterCertificate
 ) -> ChainInfo:
-    """Validate RCAC -> [ICAC] -> NOC (spec 6.5.x and 6.6); ``now`` in Unix seconds or None.
-
-    Checks signatures, issuer / key-id linkage, CA flags and key usages, path length, validity at
-    ``now``, a well-formed operational node id, and that every fabric id in the chain agrees.
-    """
+    """Everything about a chain that depends on the certificates alone (no time, no signature)."""
     if rcac.issuer != rcac.subject or rcac.subject.rcac_id is None:
         raise CertificateError("root is not a self-issued RCAC")
     _check_ca(rcac, "RCAC")
-    verify_signature(rcac, rcac.public_key)
-    chain: list[tuple[MatterCertificate, str]] = [(rcac, "RCAC")]
+    parents: list[tuple[MatterCertificate, str]] = [(rcac, "RCAC")]
     if icac is not None:
         if icac.subject.icac_id is None:
             raise CertificateError("ICAC subject has no matter-icac-id")
@@ -329,8 +339,7 @@ def validate_chain(
         bc = rcac.basic_constraints
         if bc is not None and bc.path_len == 0:
             raise CertificateError("RCAC path length forbids an ICAC")
-        chain.append((icac, "ICAC"))
-    parent = icac if icac is not None else rcac
+        parents.append((icac, "ICAC"))
     if noc.is_ca:
         raise CertificateError("NOC is a CA certificate")
     usage = noc.key_usage or 0
@@ -339,8 +348,7 @@ def validate_chain(
     purposes = noc.extended_key_usage or ()
     if EKU_CLIENT_AUTH not in purposes or EKU_SERVER_AUTH not in purposes:
         raise CertificateError("NOC extended key usage lacks clientAuth / serverAuth")
-    _check_issued_by(noc, parent, "NOC")
-    chain.append((noc, "NOC"))
+    _check_issued_by(noc, parents[-1][0], "NOC")
     node_id, fabric_id = noc.subject.node_id, noc.subject.fabric_id
     if node_id is None or not 1 <= node_id <= MAX_OPERATIONAL_NODE_ID:
         raise CertificateError("NOC subject has no operational matter-node-id")
@@ -351,17 +359,72 @@ def validate_chain(
         raise CertificateError("NOC carries invalid CASE Authenticated Tags")
     if len({c >> 16 for c in cats}) != len(cats):
         raise CertificateError("NOC carries two CATs with the same identifier")
-    for cert, what in chain[:-1]:
+    for cert, what in parents:
         if cert.subject.fabric_id is not None and cert.subject.fabric_id != fabric_id:
             raise CertificateError(f"{what} fabric id differs from the NOC's")
-    if now is not None:
-        for cert, what in chain:
-            _check_time(cert, now - MATTER_EPOCH_UNIX, what)
     return ChainInfo(node_id, fabric_id, cats, noc.public_key, rcac.public_key)
 
 
-def decode(data: bytes) -> MatterCertificate:
-    """A certificate in Matter TLV form."""
+# Structural verdicts by certificate identity: :func:`decode` hands out one object per encoding,
+# so a peer presenting the same chain again skips straight to its signatures and validity.
+_STRUCTURE_CACHE: dict[tuple[int, int, int], tuple[tuple[object, ...], ChainInfo]] = {}
+_STRUCTURE_CACHE_SIZE = 256
+
+
+def _structure(
+    noc: MatterCertificate, icac: MatterCertificate | None, rcac: MatterCertificate
+) -> ChainInfo:
+    key = (id(noc), id(icac), id(rcac))
+    hit = _STRUCTURE_CACHE.get(key)
+    if hit is not None:
+        held = hit[0]
+        if held[0] is noc and held[1] is icac and held[2] is rcac:
+            return hit[1]
+    info = _check_structure(noc, icac, rcac)
+    if len(_STRUCTURE_CACHE) >= _STRUCTURE_CACHE_SIZE:
+        del _STRUCTURE_CACHE[next(iter(_STRUCTURE_CACHE))]
+    _STRUCTURE_CACHE[key] = ((noc, icac, rcac), info)  # holds the objects: ids stay unique
+    return info
+
+
+def validate_chain(
+    noc: MatterCertificate,
+    icac: MatterCertificate | None,
+    rcac: MatterCertificate,
+    *,
+    now: int | None,
+    trusted_root: bool = False,
+) -> ChainInfo:
+    """Validate RCAC -> [ICAC] -> NOC (spec 6.5.x and 6.6); ``now`` in Unix seconds or None.
+
+    Checks issuer / key-id linkage, CA flags and key usages, path length, a well-formed
+    operational node id, that every fabric id in the chain agrees, every signature, and validity
+    at ``now``. ``trusted_root``: ``rcac`` is a trust anchor already checked when it was
+    installed, so its self-signature is not verified again (as connectedhomeip treats trust
+    anchors).
+    """
+    info = _structure(noc, icac, rcac)
+    if not trusted_root:
+        verify_signature(rcac, rcac.public_key)
+    if icac is not None:
+        verify_signature(icac, rcac.public_key)
+    verify_signature(noc, (icac or rcac).public_key)
+    if now is not None:
+        now_epoch = now - MATTER_EPOCH_UNIX
+        _check_time(rcac, now_epoch, "RCAC")
+        if icac is not None:
+            _check_time(icac, now_epoch, "ICAC")
+        _check_time(noc, now_epoch, "NOC")
+    return info
+
+
+def decode(data: bytes | bytearray | memoryview) -> MatterCertificate:
+    """A certificate in Matter TLV form (memoised: the same peers present the same chains)."""
+    return _decode(bytes(data))
+
+
+@functools.lru_cache(maxsize=1024)
+def _decode(data: bytes) -> MatterCertificate:
     return MatterCertificate.from_tlv(data)
 
 

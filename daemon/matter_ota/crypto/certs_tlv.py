@@ -164,9 +164,12 @@ Extension: TypeAlias = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class MatterCertificate:
-    """One Matter operational certificate (RCAC, ICAC or NOC), TLV fields in TLV order."""
+    """One Matter operational certificate (RCAC, ICAC or NOC), TLV fields in TLV order.
+
+    Immutable; :mod:`.certs` memoises the X.509 TBS on the instance (hence no ``__slots__``).
+    """
 
     serial: bytes
     issuer: DistinguishedName
@@ -181,8 +184,13 @@ class MatterCertificate:
     curve: int = CURVE_PRIME256V1
 
     def _ext(self, kind: type[Any]) -> Any:
-        found = [e for e in self.extensions if isinstance(e, kind)]
-        return found[0] if found else None
+        index: dict[type[Any], Any] | None = self.__dict__.get("_ext_index")
+        if index is None:  # built once: chain validation asks for each extension repeatedly
+            index = {}
+            for e in self.extensions:
+                index.setdefault(type(e), e)
+            object.__setattr__(self, "_ext_index", index)
+        return index.get(kind)
 
     @property
     def basic_constraints(self) -> BasicConstraints | None:
@@ -350,5 +358,20 @@ def _ext_from_tlv(tag: Any, v: Any) -> Extension:
     if tag == _E_AKID:
         return AuthorityKeyId(_bytes(v, "authority-key-id", 20, 20))
     if tag == _E_FUTURE:
-        return FutureExtension(_bytes(v, "future-extension", 1, 400))
+        return FutureExtension(_check_extension_der(_bytes(v, "future-extension", 1, 400)))
     raise CertificateError(f"unknown certificate extension tag {tag!r}")
+
+
+def _check_extension_der(data: bytes) -> bytes:
+    """A future extension must be one DER ``Extension`` (it is copied into the X.509 as is)."""
+    from matter_ota.crypto import der
+
+    try:
+        parts = der.parse(data).expect(der.SEQUENCE, "extension").children()
+        if not 2 <= len(parts) <= 3 or parts[0].tag != der.OID or parts[-1].tag != der.OCTET_STRING:
+            raise der.DERError("not OID, [critical], OCTET STRING")
+        if len(parts) == 3 and parts[1].tag != der.BOOLEAN:
+            raise der.DERError("criticality is not a BOOLEAN")
+    except der.DERError as e:
+        raise CertificateError(f"future-extension is not a DER Extension: {e}") from None
+    return data

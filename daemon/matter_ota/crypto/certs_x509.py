@@ -106,8 +106,10 @@ def _dn_der(dn: DistinguishedName) -> bytes:
     return der.seq(*rdns)
 
 
-def _time_der(epoch_s: int, *, not_after: bool) -> bytes:
-    if not_after and epoch_s == NO_EXPIRY:
+def _time_der(epoch_s: int) -> bytes:
+    # 6.5.6.4: epoch 0 stands for 99991231235959Z. connectedhomeip applies this to not-before
+    # as well as not-after (ChipEpochToASN1Time), and signatures cover its conversion, so do we.
+    if epoch_s == NO_EXPIRY:
         return der.tlv(der.GENERALIZED_TIME, _NO_EXPIRY_TIME.encode())
     t = time.gmtime(epoch_s + MATTER_EPOCH_UNIX)
     if t.tm_year < 2050:  # RFC 5280 4.1.2.5: UTCTime through 2049
@@ -174,8 +176,8 @@ def tbs_der(cert: MatterCertificate) -> bytes:
             der.seq(der.oid(OID_ECDSA_SHA256)),
             _dn_der(cert.issuer),
             der.seq(
-                _time_der(cert.not_before, not_after=False),
-                _time_der(cert.not_after, not_after=True),
+                _time_der(cert.not_before),
+                _time_der(cert.not_after),
             ),
             _dn_der(cert.subject),
             der.seq(

@@ -8,6 +8,7 @@ that signatures cover is reproduced exactly.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -66,6 +67,7 @@ def bit_string(b: bytes, unused: int = 0) -> bytes:
     return tlv(BIT_STRING, bytes((unused,)) + b)
 
 
+@functools.lru_cache(maxsize=256)
 def oid(dotted: str) -> bytes:
     """An OBJECT IDENTIFIER from its dotted form."""
     return tlv(OID, oid_content(dotted))

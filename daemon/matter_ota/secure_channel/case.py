@@ -30,20 +30,20 @@ import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from matter_ota import tlv
 from matter_ota.crypto import case_keys, certs
 from matter_ota.crypto.case_keys import RANDOM_LENGTH, RESUMPTION_ID_LENGTH
-from matter_ota.crypto.certs import CertificateError, ChainInfo, MatterCertificate
+from matter_ota.crypto.certs import CertificateError, ChainInfo
 from matter_ota.fabrics import FabricInfo, FabricTable
 from matter_ota.messaging.crypto import SessionKeys, derive_session_keys
 from matter_ota.messaging.session import DEFAULT_PARAMETERS, SessionParameters
@@ -63,6 +63,7 @@ from matter_ota.secure_channel.case_messages import (
     TBEData2,
     TBEData3,
     TBSData,
+    decode_flat,
 )
 from matter_ota.secure_channel.resumption import ResumptionRecord, ResumptionStore
 from matter_ota.secure_channel.session_params import SessionParametersTLV
@@ -136,6 +137,21 @@ class CaseResult:
     resumption: ResumptionRecord
 
 
+@dataclass(frozen=True)
+class _Sigma2Sent:
+    """What the responder keeps between its Sigma2 and the initiator's Sigma3."""
+
+    fabric: FabricInfo
+    sigma1: bytes
+    sigma2: bytes
+    shared: bytes
+    eph_pub: bytes
+    peer_eph_pub: bytes
+    peer_session_id: int
+    peer_params: SessionParameters
+    resumption_id: bytes
+
+
 def success_report() -> StatusReport:
     """4.11.1.4: the StatusReport that completes a handshake."""
     return StatusReport(
@@ -150,7 +166,7 @@ _T = TypeVar("_T", bound=tlv.Struct)
 
 def _decode(schema: type[_T], payload: bytes) -> _T:
     try:
-        return schema.decode(payload)
+        return decode_flat(schema, payload)
     except tlv.TLVError as e:
         raise CaseError(f"malformed {schema.__name__}: {e}") from None
 
@@ -160,7 +176,7 @@ def _peer_params(p: SessionParametersTLV | None) -> SessionParameters:
 
 
 def _public_bytes(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return certs.public_key_bytes(key)
+    return key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
 
 
 def _ecdh(key: ec.EllipticCurvePrivateKey, peer_point: bytes) -> bytes:
@@ -172,7 +188,7 @@ def _ecdh(key: ec.EllipticCurvePrivateKey, peer_point: bytes) -> bytes:
 
 
 def _sign(key: ec.EllipticCurvePrivateKey, message: bytes) -> bytes:
-    r, s = decode_dss_signature(key.sign(message, ec.ECDSA(hashes.SHA256())))
+    r, s = decode_dss_signature(key.sign(message, certs.ECDSA_SHA256))
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
@@ -181,7 +197,7 @@ def _verify(public_key: bytes, message: bytes, signature: bytes) -> None:
         int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
     )
     try:
-        certs.public_key_from_bytes(public_key).verify(der, message, ec.ECDSA(hashes.SHA256()))
+        certs.public_key_from_bytes(public_key).verify(der, message, certs.ECDSA_SHA256)
     except (InvalidSignature, CertificateError):
         raise CaseError("TBS signature does not verify") from None
 
@@ -191,10 +207,10 @@ def _validate_peer(
 ) -> ChainInfo:
     """The peer's chain must lead to this fabric's root and name this fabric."""
     try:
-        noc = MatterCertificate.from_tlv(noc_tlv)
-        icac = MatterCertificate.from_tlv(icac_tlv) if icac_tlv is not None else None
-        root = MatterCertificate.from_tlv(fabric.rcac)
-        info = certs.validate_chain(noc, icac, root, now=cert_time)
+        noc = certs.decode(noc_tlv)
+        icac = certs.decode(icac_tlv) if icac_tlv is not None else None
+        root = certs.decode(fabric.rcac)  # our trust anchor, checked when the fabric was added
+        info = certs.validate_chain(noc, icac, root, now=cert_time, trusted_root=True)
     except CertificateError as e:
         raise CaseError(f"peer certificate chain rejected: {e}") from None
     if info.fabric_id != fabric.fabric_id:
@@ -265,7 +281,7 @@ class CaseResponder(CaseHandshake):
         self._resumptions = resumptions
         self._cert_time = cert_time
         self._local_params = local_params
-        self._s: dict[str, Any] = {}
+        self._sent: _Sigma2Sent | None = None
 
     _TABLE = {
         (State.WAIT_SIGMA1, Op.CASE_SIGMA1): "_on_sigma1",
@@ -311,17 +327,10 @@ class CaseResponder(CaseHandshake):
             encrypted2=case_keys.encrypt(s2k, case_keys.TBE2_NONCE, tbe),
             responder_session_params=SessionParametersTLV.local(self._local_params),
         ).encode()
-        self._s = {
-            "fabric": fabric,
-            "sigma1": payload,
-            "sigma2": sigma2,
-            "shared": shared,
-            "eph_pub": eph_pub,
-            "peer_eph_pub": s1.initiator_eph_pub_key,
-            "peer_session_id": s1.initiator_session_id,
-            "peer_params": peer_params,
-            "resumption_id": resumption_id,
-        }
+        self._sent = _Sigma2Sent(
+            fabric, payload, sigma2, shared, eph_pub, s1.initiator_eph_pub_key,
+            s1.initiator_session_id, peer_params, resumption_id,
+        )  # fmt: skip
         return [Send(Op.CASE_SIGMA2, sigma2)], State.WAIT_SIGMA3
 
     def _try_resume(
@@ -368,10 +377,12 @@ class CaseResponder(CaseHandshake):
         return [Send(Op.CASE_SIGMA2_RESUME, sigma2_resume)], State.WAIT_RESUME_STATUS
 
     def _on_sigma3(self, payload: bytes) -> tuple[list[Send], State]:
-        s = self._s
-        fabric: FabricInfo = s["fabric"]
+        s = self._sent
+        if s is None:
+            raise CaseError("Sigma3 before Sigma2")
+        fabric = s.fabric
         s3 = _decode(Sigma3, payload)
-        s3k = case_keys.sigma3_key(s["shared"], fabric.ipk, s["sigma1"], s["sigma2"])
+        s3k = case_keys.sigma3_key(s.shared, fabric.ipk, s.sigma1, s.sigma2)
         try:
             plain = case_keys.decrypt(s3k, case_keys.TBE3_NONCE, s3.encrypted3)
         except case_keys.CaseCryptoError as e:
@@ -381,31 +392,31 @@ class CaseResponder(CaseHandshake):
         tbs = TBSData(
             noc=tbe.noc,
             icac=tbe.icac,
-            sender_eph_pub_key=s["peer_eph_pub"],
-            receiver_eph_pub_key=s["eph_pub"],
+            sender_eph_pub_key=s.peer_eph_pub,
+            receiver_eph_pub_key=s.eph_pub,
         ).encode()
         _verify(info.public_key, tbs, tbe.signature)
         keys = derive_session_keys(
-            s["shared"], case_keys.session_salt(fabric.ipk, s["sigma1"], s["sigma2"], payload)
+            s.shared, case_keys.session_salt(fabric.ipk, s.sigma1, s.sigma2, payload)
         )
         record = ResumptionRecord(
-            s["resumption_id"], s["shared"], fabric.fabric_index, info.node_id, info.cats
+            s.resumption_id, s.shared, fabric.fabric_index, info.node_id, info.cats
         )
         self.result = CaseResult(
             local_session_id=self.local_session_id,
-            peer_session_id=s["peer_session_id"],
+            peer_session_id=s.peer_session_id,
             keys=keys,
             is_initiator=False,
             fabric_index=fabric.fabric_index,
             local_node_id=fabric.node_id,
             peer_node_id=info.node_id,
             peer_cats=info.cats,
-            peer_params=s["peer_params"],
+            peer_params=s.peer_params,
             resumed=False,
             resumption=record,
         )
         self._resumptions.put(record)
-        self._s = {}
+        self._sent = None
         return [Send(Op.STATUS_REPORT, success_report().encode())], State.ESTABLISHED
 
     def receive_status(self, report: StatusReport) -> CaseResult | None:
@@ -448,7 +459,6 @@ class CaseInitiator(CaseHandshake):
         self._eph_pub = _public_bytes(self._eph)
         self._random_value = b""
         self._sigma1 = b""
-        self._s: dict[str, Any] = {}
 
     _TABLE = {
         (State.WAIT_SIGMA2, Op.CASE_SIGMA2): "_on_sigma2",

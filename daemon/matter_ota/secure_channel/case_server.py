@@ -123,6 +123,14 @@ class _Driver(ExchangeDelegate):
         _send_all(exchange, sends)
         if hs.result is not None:
             self.session = install(self.node, hs.result, exchange)
+            log.info(
+                "event=case_established role=%s resumed=%s fabric=%d node=0x%016X peer=[%s]:%s",
+                "initiator" if hs.result.is_initiator else "responder",
+                str(hs.result.resumed).lower(),
+                hs.result.fabric_index,
+                hs.result.peer_node_id,
+                *(exchange.session.peer_addr or ("-", "-")),
+            )
             self._finished(hs.result)
             exchange.delegate = None
             exchange.close()
@@ -249,6 +257,15 @@ class CaseConnection(_Driver):
     def resumed(self) -> bool:
         result = self.initiator.result
         return result is not None and result.resumed
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds the responder asked us to wait when it refused with BUSY (4.11.1.4)."""
+        error = self.error
+        if error is None or error.report.protocol_code != SecureChannelCode.BUSY:
+            return None
+        data = error.report.data
+        return int.from_bytes(data[:2], "little") / 1000 if len(data) >= 2 else 0.0
 
     def _status(self, report: StatusReport) -> None:
         self.initiator.receive_status(report)
