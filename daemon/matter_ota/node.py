@@ -24,6 +24,7 @@ import secrets
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol as TypingProtocol
 
 from matter_ota.messaging.counters import MessageCounter
 from matter_ota.messaging.errors import MessageError
@@ -58,6 +59,14 @@ log = logging.getLogger("matter_ota.node")
 
 Handler = Callable[[Exchange, Message], None]
 """Called with the exchange a message opened and that message."""
+
+
+class TimerSource(TypingProtocol):
+    """Protocol code with timers of its own (IM subscriptions): the node runs them."""
+
+    def next_deadline(self) -> float | None: ...
+
+    def handle_timer(self, now: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +124,7 @@ class Node:
         self._routes: dict[tuple[int, int], Route] = {}
         self._outbox: list[tuple[bytes, Address]] = []
         self._events: deque[object] = deque()
+        self._timer_sources: list[TimerSource] = []
         self.now = 0.0
         self.register(
             Protocol.SECURE_CHANNEL,
@@ -189,6 +199,17 @@ class Node:
                     exchange.delegate.on_close(exchange, reason)
                 except Exception:
                     log.exception("event=delegate_error exchange=%d", exchange.exchange_id)
+        for source in self._timer_sources:
+            deadline = source.next_deadline()
+            if deadline is not None and deadline <= now:
+                try:
+                    source.handle_timer(now)
+                except Exception:
+                    log.exception("event=timer_error source=%s", type(source).__name__)
+
+    def add_timer_source(self, source: TimerSource) -> None:
+        """Have :meth:`next_deadline` / :meth:`handle_timer` include ``source``'s timers."""
+        self._timer_sources.append(source)
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
         """The datagrams queued since the last call, oldest first."""
@@ -197,7 +218,11 @@ class Node:
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` must run next (same clock as ``now``), or None."""
-        return self.exchanges.next_deadline()
+        deadlines = [d for d in (s.next_deadline() for s in self._timer_sources) if d is not None]
+        exchange_deadline = self.exchanges.next_deadline()
+        if exchange_deadline is not None:
+            deadlines.append(exchange_deadline)
+        return min(deadlines, default=None)
 
     def next_event(self) -> object | None:
         """The oldest undelivered event, or None."""

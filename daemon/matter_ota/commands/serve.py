@@ -12,6 +12,7 @@ import anyio
 from matter_ota.cli import EXIT_USAGE, CliError
 from matter_ota.commands._case import install_case
 from matter_ota.commands._common import add_config_options
+from matter_ota.commands._im import install_im
 from matter_ota.commands._pase import install_pase
 from matter_ota.node import Node
 from matter_ota.runtime.udp import DEFAULT_PORT, UdpTransport
@@ -20,7 +21,11 @@ log = logging.getLogger("matter_ota.serve")
 
 # Protocol modules (PASE, CASE, IM, BDX) add themselves here: each is called once with the node
 # and the parsed arguments, and registers its handlers in the node's dispatch table.
-INSTALLERS: list[Callable[[Node, argparse.Namespace], None]] = [install_pase, install_case]
+INSTALLERS: list[Callable[[Node, argparse.Namespace], None]] = [
+    install_pase,
+    install_case,
+    install_im,
+]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
