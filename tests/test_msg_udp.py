@@ -149,7 +149,8 @@ def test_serve_command_starts_logs_and_stops_on_sigterm(tmp_path: object) -> Non
     code = "import sys; from matter_ota.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "serve", "--listen", "127.0.0.1", "--port", str(port),
-         "--passcode", "20202021", "--discriminator", "3840", "--log-level", "DEBUG"],
+         "--passcode", "20202021", "--discriminator", "3840", "--log-level", "DEBUG",
+         "--no-mdns"],
         env=env, stderr=subprocess.PIPE, text=True,
     )
     try:

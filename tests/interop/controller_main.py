@@ -14,12 +14,16 @@ Sub-commands::
         PASE, then the Interaction Model as a commissioner uses it: typed reads of Basic
         Information and Descriptor, a wildcard read decoded into cluster objects, a NodeLabel
         write read back, a QueryImage invoke, and a subscription that sees a change
+    discover --query TYPE[=VALUE] ... [--timeout S]      DiscoverCommissionableNodes
+    pase-code --code C [--node-id X] [--timeout S]         EstablishPASESession (discovers)
+    payload --cases FILE                                   SDK setup payload parse/generate
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 import time
@@ -212,6 +216,87 @@ def _pase_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node-id", type=int, default=0x1234)
     p.add_argument("--timeout", type=float, default=20.0)
 
+async def _discover(args: argparse.Namespace) -> int:
+    """One DiscoverCommissionableNodes per ``--query TYPE[=VALUE]``, results in order."""
+    from chip import discovery
+
+    controller = Controller(args)
+    start = time.monotonic()
+    results = []
+    try:
+        for query in args.query:
+            name, _, value = query.partition("=")
+            nodes = await controller.ctrl.DiscoverCommissionableNodes(
+                filterType=discovery.FilterType[name], filter=value or None,
+                stopOnFirst=args.stop_on_first, timeoutSecond=args.timeout)
+            found = []
+            for node in nodes or []:
+                fields = {f.name: getattr(node, f.name) for f in dataclasses.fields(node)}
+                found.append(fields)
+            results.append({"query": query, "nodes": found})
+    finally:
+        controller.shutdown()
+    _report(ok=True, results=results, seconds=time.monotonic() - start)
+    return 0
+
+
+async def _pase_code(args: argparse.Namespace) -> int:
+    from chip.exceptions import ChipStackError
+
+    controller = Controller(args)
+    start = time.monotonic()
+    try:
+        await asyncio.wait_for(controller.ctrl.EstablishPASESession(args.code, args.node_id),
+                               args.timeout)
+    except TimeoutError:
+        _report(ok=False, error="timeout", seconds=time.monotonic() - start)
+        return 1
+    except ChipStackError as e:
+        _report(ok=False, error="chip", code=e.err, message=str(e),
+                seconds=time.monotonic() - start)
+        return 1
+    finally:
+        controller.shutdown()
+    _report(ok=True, seconds=time.monotonic() - start)
+    return 0
+
+
+def _sdk_payload_calls(case: dict[str, Any]) -> dict[str, Any]:
+    """The SDK's view of one case: its parse of our codes, and its own codes."""
+    from chip.exceptions import ChipStackError
+    from chip.setup_payload import SetupPayload
+
+    numbers = (case["passcode"], case["vendor_id"], case["product_id"], case["discriminator"],
+               case["flow"], case["capabilities"], 0)
+    calls = {
+        "qr_parsed": lambda: dict(SetupPayload().ParseQrCode(case["qr"]).attributes),
+        "manual_parsed": lambda: dict(
+            SetupPayload().ParseManualPairingCode(case["manual"]).attributes),
+        "sdk_qr": lambda: SetupPayload().GenerateQrCode(*numbers),
+        "sdk_manual": lambda: SetupPayload().GenerateManualPairingCode(*numbers),
+    }
+    entry: dict[str, Any] = {"case": case}
+    for key, call in calls.items():
+        try:
+            entry[key] = call()
+        except ChipStackError as e:
+            entry[key] = {"error": str(e)}
+    return entry
+
+
+async def _payload(args: argparse.Namespace) -> int:
+    """Parse each of our codes with the SDK, and have the SDK generate its own."""
+    controller = Controller(args)  # initialises the SDK, which SetupPayload needs
+    with open(args.cases) as f:
+        cases = json.load(f)
+    try:
+        out = [_sdk_payload_calls(case) for case in cases]
+    finally:
+        controller.shutdown()
+    _report(ok=True, results=out)
+    return 0
+
+
 
 def main() -> int:
     parser = argparse.ArgumentParser()
@@ -228,6 +313,20 @@ def main() -> int:
     pase_im = sub.add_parser("pase-im", help="PASE by IP, then reads, write, invoke, subscribe")
     _pase_options(pase_im)
     pase_im.set_defaults(func=_pase_im)
+    disc = sub.add_parser("discover", help="DiscoverCommissionableNodes")
+    disc.add_argument("--query", action="append", required=True,
+                      help="chip.discovery.FilterType name, =VALUE for the filter (repeatable)")
+    disc.add_argument("--stop-on-first", action="store_true")
+    disc.add_argument("--timeout", type=int, default=5)
+    disc.set_defaults(func=_discover)
+    code = sub.add_parser("pase-code", help="EstablishPASESession from a setup code")
+    code.add_argument("--code", required=True)
+    code.add_argument("--node-id", type=int, default=0x1234)
+    code.add_argument("--timeout", type=float, default=30.0)
+    code.set_defaults(func=_pase_code)
+    payload = sub.add_parser("payload", help="SDK setup payload parser/generator")
+    payload.add_argument("--cases", required=True, help="JSON list of payloads")
+    payload.set_defaults(func=_payload)
     args = parser.parse_args()
     global RESULT_PATH
     RESULT_PATH = args.result

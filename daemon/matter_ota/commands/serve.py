@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import signal
 from collections.abc import Callable
@@ -14,10 +15,16 @@ from matter_ota.commands._case import install_case
 from matter_ota.commands._common import add_config_options
 from matter_ota.commands._im import install_im
 from matter_ota.commands._pase import install_pase
+from matter_ota.commands.setup_code import add_device_options, payload_from_args
+from matter_ota.dnssd import Commissionable, CommissioningMode
 from matter_ota.node import Node
+from matter_ota.runtime.discovery import NodeDiscovery
+from matter_ota.runtime.mdns import Advertiser, MdnsError, discover_interfaces
 from matter_ota.runtime.udp import DEFAULT_PORT, UdpTransport
 
 log = logging.getLogger("matter_ota.serve")
+
+OTA_PROVIDER_DEVICE_TYPE = 0x0014  # Matter Device Library 11.x: OTA Provider
 
 # Protocol modules (PASE, CASE, IM, BDX) add themselves here: each is called once with the node
 # and the parsed arguments, and registers its handlers in the node's dispatch table.
@@ -49,6 +56,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="a fabric to answer CASE for (JSON from FabricInfo.to_dict; repeatable)",
     )
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    add_device_options(p)
+    p.add_argument("--no-mdns", action="store_true",
+                   help="do not advertise over mDNS (DNS-SD); commissioners then need the IP")
+    p.add_argument("--mdns-interface", action="append", default=None, metavar="IFACE",
+                   help="advertise this interface's addresses (repeatable; default: every "
+                   "interface that is up, multicast-capable and not loopback)")
     p.set_defaults(func=run)
 
 
@@ -62,6 +75,11 @@ def _check(args: argparse.Namespace) -> None:
     # 5.1.7.1: a passcode is 1..99999998 (the list of trivial values is checked by PASE).
     if args.passcode is not None and not 1 <= args.passcode <= 99_999_998:
         raise CliError(f"--passcode {args.passcode} is outside 1-99999998", EXIT_USAGE)
+    if args.mdns_interface and not args.no_mdns:
+        try:
+            discover_interfaces(args.mdns_interface)
+        except MdnsError as exc:
+            raise CliError(f"--mdns-interface: {exc}", EXIT_USAGE) from None
 
 
 def build_node(args: argparse.Namespace) -> Node:
@@ -79,6 +97,10 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--log-level {args.log_level} is not a log level", EXIT_USAGE)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     node = build_node(args)
+    payload = payload_from_args(args)
+    if payload is not None:
+        # The codes a person types or scans into a commissioner (5.1.3, 5.1.4).
+        log.info("event=setup_codes manual=%s qr=%s", payload.manual_code(), payload.qr_code())
     log.info(
         "event=start component=serve port=%d listen=%s passcode=%s discriminator=%s "
         "protocols=%d",
@@ -90,14 +112,67 @@ def run(args: argparse.Namespace) -> int:
         transport.open()
     except OSError as exc:
         raise CliError(f"cannot serve on UDP port {args.port}: {exc.strerror or exc}") from exc
-    anyio.run(_serve, transport)
+    anyio.run(_serve, transport, args)
     log.info("event=stop component=serve")
     return 0
 
 
-async def _serve(transport: UdpTransport) -> None:
+def _loopback_only(listen: str | None) -> bool:
+    """True when ``--listen`` is a loopback address: nobody else could reach what we advertise."""
+    try:
+        return listen is not None and ipaddress.ip_address(listen.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def commissionable_params(args: argparse.Namespace) -> Commissionable | None:
+    """What `serve` advertises as commissionable, or None when no window is open."""
+    if args.passcode is None or args.discriminator is None:
+        return None
+    return Commissionable(
+        discriminator=args.discriminator,
+        vendor_id=args.vendor_id,
+        product_id=args.product_id,
+        mode=CommissioningMode.BASIC,
+        device_type=OTA_PROVIDER_DEVICE_TYPE,
+        device_name=args.device_name,
+    )
+
+
+async def _advertise(args: argparse.Namespace, port: int) -> None:
+    """Advertise until cancelled; goodbyes go out (shielded) on the way down.
+
+    A failure here is logged and leaves the node serving by IP.
+    """
+    # A daemon bound to one address advertises that address only.
+    only = [args.listen] if args.listen not in (None, "::", "0.0.0.0") else None
+    advertiser = Advertiser(interfaces=args.mdns_interface, addresses=only)
+    try:
+        await advertiser.start()
+        discovery = NodeDiscovery(advertiser, port)
+        params = commissionable_params(args)
+        if params is None:
+            log.info("event=mdns_commissionable_skipped reason=%s",
+                     "no_passcode" if args.passcode is None else "no_discriminator")
+        else:
+            await discovery.open_commissioning_window(params)
+        await anyio.sleep_forever()
+    except (MdnsError, OSError) as exc:
+        log.error("event=mdns_failed error=%s", exc)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await advertiser.close()
+
+
+async def _serve(transport: UdpTransport, args: argparse.Namespace) -> None:
     async with anyio.create_task_group() as tg:
-        await tg.start(transport.run)
+        _host, port = await tg.start(transport.run)
+        if args.no_mdns:
+            log.info("event=mdns_disabled reason=no_mdns")
+        elif _loopback_only(args.listen):
+            log.info("event=mdns_disabled reason=loopback_only")
+        else:
+            tg.start_soon(_advertise, args, port)
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
                 log.info("event=signal signal=%s", signal.Signals(signum).name)
