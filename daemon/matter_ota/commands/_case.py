@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from matter_ota.cli import EXIT_USAGE, CliError
+from matter_ota.commands._node_state import node_state
 from matter_ota.crypto.certs import CertificateError
 from matter_ota.fabrics import FabricInfo, FabricTable
 from matter_ota.node import Node
@@ -17,9 +18,10 @@ from matter_ota.secure_channel.case_server import CaseServer
 log = logging.getLogger("matter_ota.serve")
 
 
-def load_fabric_files(paths: list[str]) -> FabricTable:
-    """Fabrics from JSON files written by :meth:`FabricInfo.to_dict` (one object or a list)."""
-    table = FabricTable()
+def load_fabric_files(paths: list[str], table: FabricTable | None = None) -> FabricTable:
+    """Fabrics from JSON files written by :meth:`FabricInfo.to_dict` (one object or a list),
+    added to ``table`` (a new one by default)."""
+    table = FabricTable() if table is None else table
     for name in paths:
         path = Path(name)
         try:
@@ -39,7 +41,9 @@ def install_case(node: Node, args: argparse.Namespace) -> None:
     Fabrics normally come from commissioning (AddNOC); the option provisions them by hand for
     development and interop tests. Certificates are checked against the wall clock.
     """
-    fabrics = load_fabric_files(list(getattr(args, "fabric_file", None) or []))
+    # The node's fabric table: commissioning (AddNOC) and the state store fill it too.
+    fabrics = load_fabric_files(list(getattr(args, "fabric_file", None) or []),
+                                node_state(node, args).fabrics)
     CaseServer(node, fabrics, cert_time=lambda _now: int(time.time())).register()
     log.info(
         "event=case_enabled fabrics=%d nodes=%s",

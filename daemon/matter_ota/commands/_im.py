@@ -13,8 +13,8 @@ from matter_ota.clusters.basic_information import BasicInfo
 from matter_ota.clusters.ota_provider import NothingAvailable
 from matter_ota.clusters.root import build_root_node
 from matter_ota.commands._common import default_config_path
+from matter_ota.commands._node_state import node_state
 from matter_ota.config import NodeIdentity, load_provider
-from matter_ota.im.acl import AccessControl
 from matter_ota.im.server import InteractionServer
 from matter_ota.node import Node
 from matter_ota.yamlnodes import ConfigError
@@ -65,8 +65,10 @@ def install_im(node: Node, args: argparse.Namespace) -> None:
         unique_id=_unique_id(getattr(args, "state_dir", None)),
         software_version=1, software_version_string=__version__,
     )
-    access = AccessControl()
+    state = node_state(node, args)  # the ACL is shared with commissioning (AddNOC)
+    access = state.access
     model = build_root_node(info, access, NothingAvailable())
+    state.model = model
     InteractionServer(node, model, access)
     log.info("event=im_enabled endpoints=%d clusters=%d vendor=0x%04X product=0x%04X",
              len(model.endpoints), sum(len(e.clusters) for e in model.endpoints.values()),
