@@ -7,13 +7,16 @@ import ipaddress
 import logging
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import anyio
 
 from matter_ota.cli import EXIT_USAGE, CliError
 from matter_ota.commands._case import install_case
+from matter_ota.commands._commission import follow_commissioning, install_commissioning
 from matter_ota.commands._common import add_config_options
 from matter_ota.commands._im import install_im
+from matter_ota.commands._node_state import NodeState, node_state
 from matter_ota.commands._pase import install_pase
 from matter_ota.commands.setup_code import add_device_options, payload_from_args
 from matter_ota.dnssd import Commissionable, CommissioningMode
@@ -32,6 +35,7 @@ INSTALLERS: list[Callable[[Node, argparse.Namespace], None]] = [
     install_pase,
     install_case,
     install_im,
+    install_commissioning,
 ]
 
 
@@ -55,6 +59,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="FILE",
         help="a fabric to answer CASE for (JSON from FabricInfo.to_dict; repeatable)",
     )
+    p.add_argument("--attestation-dir", type=Path, default=None, metavar="DIR",
+                   help="DAC/PAI/CD files (default STATE_DIR/attestation; see dev-credentials)")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     add_device_options(p)
     p.add_argument("--no-mdns", action="store_true",
@@ -107,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
         args.port, args.listen or "any", "set" if args.passcode is not None else "unset",
         args.discriminator if args.discriminator is not None else "unset", len(INSTALLERS),
     )
-    transport = UdpTransport(node, host=args.listen, port=args.port)
+    transport = UdpTransport(node, host=args.listen, port=args.port,
+                             on_event=node_state(node, args).emit)
     try:
         transport.open()
     except OSError as exc:
@@ -139,7 +146,7 @@ def commissionable_params(args: argparse.Namespace) -> Commissionable | None:
     )
 
 
-async def _advertise(args: argparse.Namespace, port: int) -> None:
+async def _advertise(args: argparse.Namespace, port: int, state: NodeState) -> None:
     """Advertise until cancelled; goodbyes go out (shielded) on the way down.
 
     A failure here is logged and leaves the node serving by IP.
@@ -151,12 +158,13 @@ async def _advertise(args: argparse.Namespace, port: int) -> None:
         await advertiser.start()
         discovery = NodeDiscovery(advertiser, port)
         params = commissionable_params(args)
-        if params is None:
+        if params is None or not state.window_open:
             log.info("event=mdns_commissionable_skipped reason=%s",
+                     "commissioned" if not state.window_open else
                      "no_passcode" if args.passcode is None else "no_discriminator")
         else:
             await discovery.open_commissioning_window(params)
-        await anyio.sleep_forever()
+        await follow_commissioning(discovery, state)
     except (MdnsError, OSError) as exc:
         log.error("event=mdns_failed error=%s", exc)
     finally:
@@ -172,7 +180,7 @@ async def _serve(transport: UdpTransport, args: argparse.Namespace) -> None:
         elif _loopback_only(args.listen):
             log.info("event=mdns_disabled reason=loopback_only")
         else:
-            tg.start_soon(_advertise, args, port)
+            tg.start_soon(_advertise, args, port, node_state(transport.node, args))
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
                 log.info("event=signal signal=%s", signal.Signals(signum).name)
