@@ -1,0 +1,108 @@
+"""connectedhomeip's controller commissions our daemon on the network, for real.
+
+Inside a network namespace: `matter-ota serve` with a development attestation identity (DAC and
+PAI minted under the shared Matter test PAA, a CD signed with the test CD key); the controller
+has that PAA in its trust store and verifies attestation as it would for any product. It
+discovers the daemon by long discriminator, opens PASE, arms the fail-safe, reads DAC/PAI,
+verifies the attestation and the CSR, installs root and NOC, finds the node by operational
+discovery, connects with CASE and sends CommissioningComplete. Then, over CASE, it reads Basic
+Information and our view of its fabric and invokes QueryImage. The daemon restarts: the fabric
+comes back from the state store, the commissioning window stays closed, and the controller
+(same storage, same fabric) reconnects over CASE.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .chip_controller import CHECKOUT, credentials_dir, run_controller
+from .daemon import serve
+from .netns import Namespace, network_namespace, unavailable_reason
+
+pytestmark = pytest.mark.interop
+
+PASSCODE = 20202021
+DISCRIMINATOR = 3841
+NODE_ID = 0x4321
+VENDOR_ID, PRODUCT_ID = 0xFFF1, 0x8000
+
+
+@pytest.fixture
+def ns() -> Iterator[Namespace]:
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    if credentials_dir() is None:
+        pytest.skip("Matter test credentials (test PAA, CD key) not found")
+    with network_namespace("comm") as namespace:
+        yield namespace
+
+
+def dev_credentials(state_dir: Path) -> None:
+    creds = credentials_dir()
+    assert creds is not None
+    env = dict(os.environ, PYTHONPATH=str(CHECKOUT / "daemon"))
+    subprocess.run([sys.executable, "-m", "matter_ota.cli", "dev-credentials", "--credentials",
+                    str(creds), "--state-dir", str(state_dir), "--vendor-id", hex(VENDOR_ID),
+                    "--product-id", hex(PRODUCT_ID)], env=env, check=True,
+                   capture_output=True)
+
+
+def daemon_args() -> tuple[str, ...]:
+    return ("--passcode", str(PASSCODE), "--discriminator", str(DISCRIMINATOR),
+            "--vendor-id", str(VENDOR_ID), "--product-id", str(PRODUCT_ID),
+            "--mdns-interface", "dev0")
+
+
+def test_chip_controller_commissions_the_daemon(ns: Namespace, tmp_path: Path) -> None:
+    workdir = tmp_path / "daemon"
+    dev_credentials(workdir / "state")
+    scratch = tmp_path / "controller"
+    with serve(ns, workdir, *daemon_args()) as daemon:
+        assert daemon.wait_for("event=mdns_published"), daemon.log()
+        outcome = run_controller(ns, scratch, "commission", "--passcode", str(PASSCODE),
+                                 "--discriminator", str(DISCRIMINATOR), "--node-id",
+                                 str(NODE_ID), timeout=150)
+        (tmp_path / "controller-commission.log").write_text(outcome.log)
+        assert outcome.ok, f"{outcome.result}\n{outcome.log[-6000:]}\ndaemon:\n{daemon.log()}"
+        steps = outcome.result["steps"]
+        assert steps["node_id"] == NODE_ID
+        log = daemon.log()
+        # The whole state machine ran, and CommissioningComplete came over CASE.
+        for needle in ("event=failsafe_armed", "event=noc_added", "event=mdns_operational",
+                       "event=commissioning_complete", "event=commissioning_window_closed"):
+            assert needle in log, needle
+        cfid = steps["compressed_fabric_id"]
+        assert f"cfid={cfid}" in log
+        basic = steps["basic"]
+        assert basic["BasicInformation.VendorID"]["value"] == VENDOR_ID
+        assert basic["BasicInformation.ProductID"]["value"] == PRODUCT_ID
+        creds = steps["credentials"]
+        assert creds["OperationalCredentials.CommissionedFabrics"]["value"] == 1
+        fabrics = creds["OperationalCredentials.Fabrics"]["value"]
+        assert [(f["vendorID"], f["nodeID"], f["fabricID"]) for f in fabrics] == [
+            (0xFFF1, NODE_ID, 1)]
+        # AddNOC's CaseAdminSubject became the fabric's Administer entry.
+        acl = steps["acl"]["AccessControl.Acl"]["value"]
+        assert [(e["privilege"], e["authMode"], e["subjects"]) for e in acl] == [
+            (5, 2, [112233])]
+        assert steps["query"]["value"]["status"] == 2  # NotAvailable: the im skeleton's answer
+
+    # Restart: the fabric is in the state store; the window stays closed.
+    with serve(ns, workdir, *daemon_args()) as daemon:
+        assert daemon.wait_for("event=mdns_operational"), daemon.log()
+        assert "window=closed" in daemon.log()
+        assert "reason=commissioned" in daemon.log()
+        again = run_controller(ns, scratch, "--reuse-fabric", "operate", "--node-id",
+                               str(NODE_ID), timeout=90)
+        assert again.ok, f"{again.result}\n{again.log[-6000:]}\ndaemon:\n{daemon.log()}"
+        assert again.result["steps"]["compressed_fabric_id"] == cfid
+        assert again.result["steps"]["basic"]["BasicInformation.VendorID"]["value"] == VENDOR_ID
+        assert again.result["steps"]["query"]["value"]["status"] == 2
+        assert "event=case_established" in daemon.log()
