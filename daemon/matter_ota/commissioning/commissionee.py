@@ -164,6 +164,9 @@ class Commissionee:
         self.committed: set[int] = {f.fabric_index for f in fabrics}
         self._ctx: _Context | None = None
         self._on_change: list[Callable[[], None]] = []
+        # Sessions of a removed fabric, closed at the next timer run: the one that carried
+        # RemoveFabric must still deliver its response (11.18.6.12).
+        self._doomed: list[SecureSession] = []
         access.on_change = self._acl_changed
         node.add_timer_source(self)
 
@@ -180,9 +183,14 @@ class Commissionee:
     # -- the fail-safe timer (node timer source) -------------------------------------------
 
     def next_deadline(self) -> float | None:
+        if self._doomed:
+            return 0.0  # at once
         return None if self._ctx is None else self._ctx.deadline
 
     def handle_timer(self, now: float) -> None:
+        doomed, self._doomed = self._doomed, []
+        for session in doomed:
+            self.node.remove_session(session, "fabric_removed")
         if self._ctx is not None and now >= self._ctx.deadline:
             self.machine.advance(Event.EXPIRE)
             self._rollback("expired")
@@ -265,9 +273,8 @@ class Commissionee:
     def _drop_fabric(self, fabric_index: int) -> None:
         self.fabrics.remove(fabric_index)
         self.access.remove_fabric(fabric_index)
-        for session in list(self.node.sessions):
-            if session.fabric_index == fabric_index and session.kind is SessionKind.CASE:
-                self.node.remove_session(session, "fabric_removed")
+        self._doomed += [s for s in self.node.sessions
+                         if s.fabric_index == fabric_index and s.kind is SessionKind.CASE]
         self.node.emit(FabricRemoved(fabric_index))
 
     # -- Operational Credentials -------------------------------------------------------------
@@ -363,6 +370,7 @@ class Commissionee:
             index, Privilege.ADMINISTER, AuthMode.CASE, (admin_subject,))])
         self.machine.advance(Event.ADD_NOC)
         ctx.added_fabric = index
+        ctx.armed_by = index  # the fail-safe now belongs to the new fabric (11.10.7.2)
         if session is not None and session.kind is SessionKind.PASE:
             session.fabric_index = index  # 11.18.6.8: the session now has a fabric
             if session not in ctx.pase_sessions:
