@@ -13,6 +13,7 @@ comes back from the state store, the commissioning window stays closed, and the 
 
 from __future__ import annotations
 
+import datetime
 import os
 import subprocess
 import sys
@@ -20,6 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from matter_ota.crypto import attestation
 
 from .chip_controller import CHECKOUT, credentials_dir, run_controller
 from .daemon import serve
@@ -54,6 +61,34 @@ def dev_credentials(state_dir: Path) -> None:
                    capture_output=True)
 
 
+def untrusted_identity(state_dir: Path) -> None:
+    """A DAC/PAI under a PAA the controller does not trust (the CD is the real test one)."""
+    creds = credentials_dir()
+    assert creds is not None
+    paa_key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Untrusted PAA")])
+    start = datetime.datetime(2021, 1, 1, tzinfo=datetime.UTC)
+    paa = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+           .public_key(paa_key.public_key()).serial_number(1).not_valid_before(start)
+           .not_valid_after(start + datetime.timedelta(days=9000))
+           .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+           .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
+                                        False), critical=True)
+           .add_extension(x509.SubjectKeyIdentifier.from_public_key(paa_key.public_key()),
+                          critical=False)
+           .sign(paa_key, hashes.SHA256()))
+    identity = attestation.mint_development_identity(
+        paa_cert_pem=paa.public_bytes(serialization.Encoding.PEM),
+        paa_key_pem=paa_key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()),
+        cd_signer_cert_pem=(creds / "cd-signing-cert.pem").read_bytes(),
+        cd_signer_key_pem=(creds / "cd-signing-key.pem").read_bytes(),
+        vendor_id=VENDOR_ID, product_id=PRODUCT_ID, device_type_id=0x0014,
+        now=datetime.datetime.now(datetime.UTC))
+    attestation.save(identity, state_dir / "attestation")
+
+
 def daemon_args() -> tuple[str, ...]:
     return ("--passcode", str(PASSCODE), "--discriminator", str(DISCRIMINATOR),
             "--vendor-id", str(VENDOR_ID), "--product-id", str(PRODUCT_ID),
@@ -70,6 +105,10 @@ def test_chip_controller_commissions_the_daemon(ns: Namespace, tmp_path: Path) -
                                  "--discriminator", str(DISCRIMINATOR), "--node-id",
                                  str(NODE_ID), timeout=150)
         (tmp_path / "controller-commission.log").write_text(outcome.log)
+        # Attestation was verified by the SDK, not skipped: chain to the trusted test PAA,
+        # CD signature and contents, the DAC's signature over the session's challenge.
+        assert "Successfully validated 'Attestation Information'" in outcome.log
+        assert "Certification type: 0 (Development and testing)" in outcome.log
         assert outcome.ok, f"{outcome.result}\n{outcome.log[-6000:]}\ndaemon:\n{daemon.log()}"
         steps = outcome.result["steps"]
         assert steps["node_id"] == NODE_ID
@@ -106,3 +145,21 @@ def test_chip_controller_commissions_the_daemon(ns: Namespace, tmp_path: Path) -
         assert again.result["steps"]["basic"]["BasicInformation.VendorID"]["value"] == VENDOR_ID
         assert again.result["steps"]["query"]["value"]["status"] == 2
         assert "event=case_established" in daemon.log()
+
+
+def test_untrusted_attestation_is_refused(ns: Namespace, tmp_path: Path) -> None:
+    """Negative control: the same daemon with a DAC under a PAA outside the controller's trust
+    store is not commissioned (so attestation in the test above really was checked)."""
+    workdir = tmp_path / "daemon"
+    untrusted_identity(workdir / "state")
+    with serve(ns, workdir, *daemon_args()) as daemon:
+        assert daemon.wait_for("event=mdns_published"), daemon.log()
+        outcome = run_controller(ns, tmp_path / "controller", "commission", "--passcode",
+                                 str(PASSCODE), "--discriminator", str(DISCRIMINATOR),
+                                 "--node-id", str(NODE_ID), "--timeout", "60", timeout=120)
+        assert not outcome.ok, outcome.result
+        assert "Failed in verifying 'Attestation Information'" in outcome.log, \
+            outcome.log[-6000:]
+        log = daemon.log()
+        assert "event=failsafe_armed" in log and "event=noc_added" not in log
+        assert "event=commissioning_complete" not in log
