@@ -3,8 +3,9 @@
 Adds General Commissioning, Network Commissioning (Ethernet), Operational Credentials and Group
 Key Management to the IM server's root endpoint, backed by one
 :class:`~matter_ota.commissioning.commissionee.Commissionee` on the node's shared fabric table
-and ACL. The attestation identity (DAC, PAI, CD) comes from ``--attestation-dir`` or
-``<state dir>/attestation`` (``matter-ota dev-credentials`` writes one for development).
+and ACL. The attestation identity (DAC, PAI, CD) comes from ``--attestation-dir``, provider.yaml's
+``attestation:`` files, or ``<state dir>/attestation`` (``matter-ota dev-credentials`` writes one
+for development).
 
 The commissioning window (PASE) is open while the node has no committed fabric; the
 CommissioningComplete that commits one closes it: PASE requests are dropped from then on and
@@ -25,6 +26,7 @@ from matter_ota.clusters.general_commissioning import GeneralCommissioningCluste
 from matter_ota.clusters.group_key_management import GroupKeyManagementCluster
 from matter_ota.clusters.network_commissioning import NetworkCommissioningCluster
 from matter_ota.clusters.operational_credentials import OperationalCredentialsCluster
+from matter_ota.commands._common import default_config_path
 from matter_ota.commands._node_state import NodeState, node_state
 from matter_ota.commissioning.commissionee import (
     Commissionee,
@@ -34,6 +36,7 @@ from matter_ota.commissioning.commissionee import (
     FailSafeExpired,
     MemoryFabricStore,
 )
+from matter_ota.config import AttestationFiles, load_provider
 from matter_ota.crypto.attestation import AttestationError, DeviceAttestation
 from matter_ota.fabrics import FabricInfo
 from matter_ota.messaging.exchange import Exchange, Message
@@ -42,24 +45,44 @@ from matter_ota.messaging.status import Protocol, SecureChannelOpcode
 from matter_ota.node import Node
 from matter_ota.runtime.discovery import NodeDiscovery
 from matter_ota.runtime.mdns import MdnsError
+from matter_ota.yamlnodes import ConfigError
 
 log = logging.getLogger("matter_ota.serve")
 
 ATTESTATION_SUBDIR = "attestation"
 
 
-def _identity(args: argparse.Namespace) -> DeviceAttestation | None:
-    explicit: Path | None = getattr(args, "attestation_dir", None)
-    state_dir: Path | None = getattr(args, "state_dir", None)
-    directory = explicit or (state_dir / ATTESTATION_SUBDIR if state_dir else None)
-    if directory is None or (explicit is None and not directory.exists()):
-        log.warning("event=attestation_missing dir=%s hint=run `matter-ota dev-credentials`",
-                    directory or "-")
+def _configured_files(args: argparse.Namespace) -> AttestationFiles | None:
+    """provider.yaml's ``attestation:`` files, if the config exists and names them."""
+    explicit: Path | None = getattr(args, "config", None)
+    path = explicit or default_config_path()
+    if not path.exists():
         return None
     try:
+        return load_provider(path).attestation
+    except ConfigError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+
+
+def _identity(args: argparse.Namespace) -> DeviceAttestation | None:
+    """``--attestation-dir``, else provider.yaml's files, else ``<state dir>/attestation``."""
+    explicit: Path | None = getattr(args, "attestation_dir", None)
+    try:
+        if explicit is None:
+            files = _configured_files(args)
+            if files is not None:
+                return DeviceAttestation.from_files(files.dac_cert, files.dac_key,
+                                                    files.pai_cert,
+                                                    files.certification_declaration)
+        state_dir: Path | None = getattr(args, "state_dir", None)
+        directory = explicit or (state_dir / ATTESTATION_SUBDIR if state_dir else None)
+        if directory is None or (explicit is None and not directory.exists()):
+            log.warning("event=attestation_missing dir=%s hint=run `matter-ota "
+                        "dev-credentials`", directory or "-")
+            return None
         return DeviceAttestation.load(directory)
     except AttestationError as exc:
-        raise CliError(f"attestation identity in {directory}: {exc}", EXIT_USAGE) from None
+        raise CliError(f"attestation identity: {exc}", EXIT_USAGE) from None
 
 
 def close_window(node: Node, state: NodeState) -> None:
