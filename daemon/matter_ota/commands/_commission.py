@@ -27,7 +27,7 @@ from matter_ota.clusters.group_key_management import GroupKeyManagementCluster
 from matter_ota.clusters.network_commissioning import NetworkCommissioningCluster
 from matter_ota.clusters.operational_credentials import OperationalCredentialsCluster
 from matter_ota.commands._common import default_config_path
-from matter_ota.commands._node_state import NodeState, node_state
+from matter_ota.commands._node_state import NodeState, node_state, state_dir
 from matter_ota.commissioning.commissionee import (
     Commissionee,
     CommissioningCompleted,
@@ -74,8 +74,8 @@ def _identity(args: argparse.Namespace) -> DeviceAttestation | None:
                 return DeviceAttestation.from_files(files.dac_cert, files.dac_key,
                                                     files.pai_cert,
                                                     files.certification_declaration)
-        state_dir: Path | None = getattr(args, "state_dir", None)
-        directory = explicit or (state_dir / ATTESTATION_SUBDIR if state_dir else None)
+        state = state_dir(args)
+        directory = explicit or (state / ATTESTATION_SUBDIR if state else None)
         if directory is None or (explicit is None and not directory.exists()):
             log.warning("event=attestation_missing dir=%s hint=run `matter-ota "
                         "dev-credentials`", directory or "-")

@@ -16,13 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from matter_ota.cli import CliError
+from matter_ota.cli import EXIT_USAGE, CliError
 from matter_ota.commissioning.persist import StoreFabrics
+from matter_ota.config import load_provider
 from matter_ota.fabrics import FabricTable
 from matter_ota.im.acl import AccessControl
 from matter_ota.im.model import DataModel
 from matter_ota.node import Node
 from matter_ota.store import Store, StoreError
+from matter_ota.yamlnodes import ConfigError
 
 log = logging.getLogger("matter_ota.serve")
 
@@ -57,11 +59,29 @@ def _open_store(state_dir: Path | None) -> StoreFabrics | None:
         raise CliError(str(exc)) from None
 
 
+def state_dir(args: argparse.Namespace) -> Path | None:
+    """``--state-dir``, else the ``state_dir`` of an explicit ``--config``.
+
+    Without either the node keeps fabrics in memory only (a warning says so): a development
+    run from a checkout must not create a database beside it.
+    """
+    explicit: Path | None = getattr(args, "state_dir", None)
+    if explicit is not None:
+        return explicit
+    config: Path | None = getattr(args, "config", None)
+    if config is None:
+        return None
+    try:
+        return load_provider(config).state_dir
+    except ConfigError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+
+
 def node_state(node: Node, args: argparse.Namespace) -> NodeState:
     """The node's shared state; the first call loads the committed fabrics and their ACL."""
     state = _STATES.get(node)
     if state is None:
-        state = NodeState(store=_open_store(getattr(args, "state_dir", None)))
+        state = NodeState(store=_open_store(state_dir(args)))
         if state.store is not None:
             for fabric, acl in state.store.load():
                 state.fabrics.add(fabric)
