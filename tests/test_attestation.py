@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import subprocess
@@ -12,6 +13,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given
+from hypothesis import strategies as st
 
 from matter_ota import tlv
 from matter_ota.crypto import attestation, der
@@ -109,3 +112,18 @@ def test_dev_credentials_command(tmp_path: Path) -> None:
     assert ident.vendor_product() == (0xFFF1, 0x8000)
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     assert again.returncode != 0 and "already holds" in again.stderr
+
+
+@given(st.binary(max_size=300))
+def test_cms_content_raises_only_its_own_error(data: bytes) -> None:
+    with contextlib.suppress(attestation.AttestationError):
+        attestation.cms_content(data)
+
+
+def test_cms_round_trip_and_truncations() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    signed = attestation.cms_sign(b"content", key, b"k" * 20)
+    assert attestation.cms_content(signed) == b"content"
+    for n in range(len(signed)):
+        with pytest.raises(attestation.AttestationError):
+            attestation.cms_content(signed[:n])

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from matter_ota.crypto import attestation
+from matter_ota.setup_payload import SetupPayload
 
 from .chip_controller import CHECKOUT, credentials_dir, run_controller
 from .daemon import serve
@@ -145,6 +146,23 @@ def test_chip_controller_commissions_the_daemon(ns: Namespace, tmp_path: Path) -
         assert again.result["steps"]["basic"]["BasicInformation.VendorID"]["value"] == VENDOR_ID
         assert again.result["steps"]["query"]["value"]["status"] == 2
         assert "event=case_established" in daemon.log()
+
+
+def test_chip_controller_commissions_with_the_manual_code(ns: Namespace, tmp_path: Path
+                                                          ) -> None:
+    """CommissionWithCode: the 11-digit code a person types (discovery by short
+    discriminator), the same attestation and credentials, then QueryImage over CASE."""
+    workdir = tmp_path / "daemon"
+    dev_credentials(workdir / "state")
+    code = SetupPayload(PASSCODE, DISCRIMINATOR, VENDOR_ID, PRODUCT_ID).manual_code()
+    with serve(ns, workdir, *daemon_args()) as daemon:
+        assert daemon.wait_for("event=mdns_published"), daemon.log()
+        outcome = run_controller(ns, tmp_path / "controller", "commission", "--code", code,
+                                 "--node-id", str(NODE_ID), timeout=150)
+        assert outcome.ok, f"{outcome.result}\n{outcome.log[-6000:]}\ndaemon:\n{daemon.log()}"
+        assert "Successfully validated 'Attestation Information'" in outcome.log
+        assert outcome.result["steps"]["query"]["value"]["status"] == 2
+        assert "event=commissioning_complete" in daemon.log()
 
 
 def test_untrusted_attestation_is_refused(ns: Namespace, tmp_path: Path) -> None:
