@@ -80,7 +80,8 @@ def test_invalid_entries_change_nothing(entry: AccessControlEntry) -> None:
 
 def test_entries_per_fabric_limit_and_change_hook() -> None:
     changed: list[int] = []
-    acl = AccessControl(on_change=changed.append)
+    acl = AccessControl()
+    acl.add_listener(changed.append)
     entry = AccessControlEntry(3, P.VIEW, AuthMode.CASE)
     acl.set_entries(3, [entry] * 4)
     with pytest.raises(InvalidEntry):

@@ -65,11 +65,15 @@ class VendorCluster(Cluster):
         super().__init__()
         self.items = [f"item-{i:03d}-" + "x" * 30 for i in range(items)]
 
+    def _broken(self, _ctx: Context) -> int:
+        raise RuntimeError("a bug in a cluster")
+
     def attributes(self) -> Sequence[Attribute]:
         big = [Attribute(0x10 + i, tlv.Str(), lambda _c, i=i: chr(0x61 + i) * 300)
                for i in range(8)]
         return [*big, Attribute(0x0001, tlv.ArrayOf(tlv.Str()), lambda _c: self.items,
-                                self._write_items)]
+                                self._write_items),
+                Attribute(0x0002, tlv.U8, self._broken, lambda _c, _v: self._broken(_c))]
 
     def _write_items(self, _ctx: Context, value: list[str]) -> None:
         self.items = value
@@ -233,6 +237,23 @@ def test_chunked_read_stops_when_client_refuses() -> None:
     assert len(setup.server_node.exchanges) == 0
 
 
+def test_failing_attribute_fails_only_its_path(caplog: pytest.LogCaptureFixture) -> None:
+    setup = make_setup(privilege=Privilege.OPERATE, extra=VendorCluster())
+    got = values(read(setup, path(0, VendorCluster.ID, 2), path(0, BASIC, 2))
+                  .attribute_reports())
+    assert got == {(0, VendorCluster.ID, 2): ("status", Status.FAILURE), (0, BASIC, 2): 0xFFF1}
+    assert write(setup, AttributeDataIB(path=path(0, VendorCluster.ID, 2), data=tlv.uint(1))) \
+        == [Status.FAILURE]
+    assert "event=read_error" in caplog.text and "event=write_error" in caplog.text
+
+
+def test_too_many_paths_is_resource_exhausted() -> None:
+    setup = make_setup(privilege=Privilege.VIEW)
+    conv = read(setup, *[path()] * 33)
+    assert status_of(conv.last()) == Status.RESOURCE_EXHAUSTED
+    assert len(values(read(setup, *[path(0, BASIC, 2)] * 32).attribute_reports())) == 1
+
+
 def test_malformed_request_gets_invalid_action() -> None:
     setup = make_setup(privilege=Privilege.VIEW)
     conv = setup.client.send(Opcode.READ_REQUEST, b"\x15\x18\x18")
@@ -376,7 +397,25 @@ def test_timed_window_closes_its_exchange() -> None:
     exchange.send(IM, Opcode.TIMED_REQUEST, TimedRequest(timeout=100).encode())
     client.pump()
     assert len(setup.server_node.exchanges) == 1
-    client.advance(0.2)
+    client.advance(3.0)  # past the window: a late invoke is still told TIMEOUT...
+    request = InvokeRequest(suppress_response=False, timed_request=True, invoke_requests=[
+        CommandDataIB(path=CommandPathIB(endpoint=0, cluster=VendorCluster.ID, command=0),
+                      fields={0: tlv.uint(41)})])
+    exchange.send(IM, Opcode.INVOKE_REQUEST, request.encode())
+    client.pump()
+    assert status_of(conv.last()) == Status.TIMEOUT
+    client.advance(0.5)  # the client's standalone ack
+    assert len(setup.server_node.exchanges) == 0  # ...and the exchange is done
+
+
+def test_silent_timed_request_expires() -> None:
+    setup = make_setup(privilege=Privilege.OPERATE, extra=VendorCluster())
+    client = setup.client
+    exchange = client.node.new_exchange(client.session, Conversation(keep_open=True),
+                                        client.now)
+    exchange.send(IM, Opcode.TIMED_REQUEST, TimedRequest(timeout=100).encode())
+    client.pump()
+    client.advance(6.0)
     assert len(setup.server_node.exchanges) == 0
 
 
@@ -599,3 +638,38 @@ def test_unanswered_report_ends_subscription_after_mrp_gives_up() -> None:
     assert len(setup.server.subscriptions) == 1  # the keep-alive is being retransmitted
     setup.client.advance(30.0)
     assert len(setup.server.subscriptions) == 0
+
+
+def test_acl_change_outside_im_is_a_data_change() -> None:
+    setup = make_setup(privilege=Privilege.ADMINISTER)
+    inbox = ReportInbox(setup.client.node)
+    subscribe(setup, 0, 60, path(0, ACL_CLUSTER, 0))
+    cluster = setup.model.cluster(0, ACL_CLUSTER)
+    assert cluster is not None
+    before = cluster.data_version
+    entries = [*setup.acl.entries(FABRIC), AccessControlEntry(FABRIC, Privilege.VIEW,
+                                                              AuthMode.CASE)]
+    setup.acl.set_entries(FABRIC, entries)
+    assert cluster.data_version != before
+    setup.client.advance(0.1)
+    [(_, report)] = inbox.reports
+    assert len(values(report.attribute_reports or [])[(0, ACL_CLUSTER, 0)]) == 2
+
+
+def test_full_subscription_table_evicts_the_largest_fabrics_oldest(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from matter_ota.im import subscriptions
+    monkeypatch.setattr(subscriptions, "MAX_SUBSCRIPTIONS", 5)
+    setup = make_setup(privilege=Privilege.VIEW)
+    ReportInbox(setup.client.node)
+    ids = [subscribe(setup, 0, 60, path(0, BASIC, 2))[1].subscription_id for _ in range(5)]
+    _, newest = subscribe(setup, 0, 60, path(0, BASIC, 3))
+    assert set(setup.server.subscriptions.active) == {*ids[1:], newest.subscription_id}
+    monkeypatch.setattr(subscriptions, "MAX_SUBSCRIPTIONS", 3)
+    for sub in list(setup.server.subscriptions.active.values())[:2]:
+        setup.server.subscriptions.drop(sub, "test")
+    request = SubscribeRequest(keep_subscriptions=True, min_interval_floor=0,
+                               max_interval_ceiling=60, attribute_requests=[path(0, BASIC, 2)],
+                               fabric_filtered=True)
+    conv = setup.client.send(Opcode.SUBSCRIBE_REQUEST, request.encode())
+    assert status_of(conv.last()) == Status.RESOURCE_EXHAUSTED  # 3 is the fabric's minimum

@@ -32,6 +32,8 @@ PROVIDER = """\
 # Test provider: a production channel (implicit) and a beta channel for one node.
 state_dir: ../state
 firmware_dir: ../firmware
+dcl:
+  url: https://127.0.0.1:9   # loopback, nothing listens: tests never reach the real ledger
 channels:
   production: {}
   beta:

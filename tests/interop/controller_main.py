@@ -195,7 +195,7 @@ async def _pase_im(args: argparse.Namespace) -> int:
         except Exception as e:  # the SDK raises InteractionModelError carrying the status
             steps["bad_apply"] = int(getattr(e, "status", -1))
         sub = await ctrl.ReadAttribute(node, [(0, basic.Attributes.NodeLabel)],
-                                       reportInterval=(0, 5))
+                                       reportInterval=(0, 2))
         changed: asyncio.Queue[Any] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         sub.SetAttributeUpdateCallback(
@@ -204,6 +204,7 @@ async def _pase_im(args: argparse.Namespace) -> int:
                 transaction.GetAttribute(path)))
         await ctrl.WriteAttribute(node, [(0, basic.Attributes.NodeLabel("sub"))])
         steps["subscription_saw"] = await asyncio.wait_for(changed.get(), 10)
+        await asyncio.sleep(5)  # keep-alives every 2 s; a missed one would make it resubscribe
         sub.Shutdown()
     except TimeoutError:
         _report(ok=False, error="timeout", steps=steps, seconds=time.monotonic() - start)

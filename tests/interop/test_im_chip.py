@@ -81,6 +81,12 @@ def test_chip_controller_reads_writes_invokes_subscribes(ns: Namespace, tmp_path
     assert steps["timed_query"]["status"] == 2  # TimedRequest, then the invoke in its window
     assert steps["bad_apply"] == 0x85  # a 5-byte UpdateToken: INVALID_COMMAND
     assert steps["subscription_saw"] == "sub"
+    # The controller's liveness check was satisfied by our empty keep-alive reports: one
+    # subscription, never re-established, at least two keep-alives acknowledged.
+    assert log.count("event=subscribed") == 1, log
+    keepalives = re.findall(r"event=subscription_report id=\S+ reports=0 chunks=1", log)
+    assert len(keepalives) >= 2, log
+    assert "reason=report_failed" not in log
     assert "event=subscribed" in log and "handler_error" not in log, log
     # The wildcard read did not fit one message: the controller stepped through the chunks.
     chunks = [int(n) for n in re.findall(r"event=read paths=1 reports=\d+ chunks=(\d+)", log)]

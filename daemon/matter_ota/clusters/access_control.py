@@ -72,6 +72,8 @@ class AccessControlCluster(Cluster):
     def __init__(self, access: AccessControl) -> None:
         super().__init__()
         self.access = access
+        # Entries changed by any path (a write, RemoveFabric, a restore) are a data change.
+        access.add_listener(lambda _fabric: self.changed(0x0000))
 
     def _read_acl(self, ctx: Context) -> list[AccessControlEntryStruct]:
         return [to_struct(e) for e in self.access.entries(ctx.fabric_index)]

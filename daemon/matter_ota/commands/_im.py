@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import secrets
 from pathlib import Path
@@ -25,16 +26,22 @@ UNIQUE_ID_FILE = "unique-id"
 
 
 def _identity(args: argparse.Namespace) -> NodeIdentity:
+    """The config's ``node:`` identity; ``--vendor-id`` / ``--product-id``, where serve has
+    them, win so that Basic Information says what mDNS and the setup code say."""
     explicit: Path | None = getattr(args, "config", None)
     path = explicit or default_config_path()
-    if not path.exists():
-        if explicit is not None:
-            raise CliError(f"--config {path}: no such file", EXIT_USAGE)
-        return NodeIdentity()
-    try:
-        return load_provider(path).node
-    except ConfigError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
+    if path.exists():
+        try:
+            identity = load_provider(path).node
+        except ConfigError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
+    elif explicit is not None:
+        raise CliError(f"--config {path}: no such file", EXIT_USAGE)
+    else:
+        identity = NodeIdentity()
+    overrides = {name: getattr(args, name) for name in ("vendor_id", "product_id")
+                 if getattr(args, name, None) is not None}
+    return dataclasses.replace(identity, **overrides)
 
 
 def _unique_id(state_dir: Path | None) -> str:

@@ -14,15 +14,19 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from matter_ota.cli import CliError
 from matter_ota.commands._common import add_config_options
-from matter_ota.commands._console import open_console, usage_error
+from matter_ota.commands._console import open_console, state_dir, usage_error
+from matter_ota.config import ReleasesConfig
 from matter_ota.facts import build_state
+from matter_ota.operations import Console
 from matter_ota.policy.engine import decide
-from matter_ota.policy.model import BDX_SYNCHRONOUS, Decision, Device, Query, ReleaseState
+from matter_ota.policy.model import BDX_SYNCHRONOUS, Decision, Device, Query, ReleaseState, Source
+from matter_ota.sources.dcl_decide import Decider, open_dcl_decider
 from matter_ota.store import Store
 
 _CFID = re.compile(r"^(?:0x)?([0-9A-Fa-f]{16})$")
@@ -103,7 +107,7 @@ def ledger(store: Store) -> Ledger:
 
 
 def answer(state: ReleaseState, known: Ledger, fabric: int, fields: dict[str, Any],
-           now: float) -> Decision:
+           now: float, decide_fn: Decider = decide) -> Decision:
     """decide() for one device; a hardware version not given comes from the ledger."""
     node = fields["node"]
     hardware = fields.get("hardware_version")
@@ -115,7 +119,19 @@ def answer(state: ReleaseState, known: Ledger, fabric: int, fields: dict[str, An
     query = Query(vendor_id=fields["vendor_id"], product_id=fields["product_id"],
                   software_version=fields["version"], protocols_supported=(BDX_SYNCHRONOUS,),
                   hardware_version=hardware)
-    return decide(device, query, state, now)
+    return decide_fn(device, query, state, now)
+
+
+@contextmanager
+def _decider(console: Console, args: argparse.Namespace,
+             releases: ReleasesConfig) -> Iterator[Decider]:
+    """The engine's decide; for DCL releases one that consults the ledger (fetching and
+    verifying an image that is not cached), as the daemon will once it has the image."""
+    if not any(r.source is Source.DCL for r in releases.releases):
+        yield decide
+        return
+    with open_dcl_decider(console.provider.dcl, state_dir(args, console.provider)) as fn:
+        yield fn
 
 
 def as_json(node: int, decision: Decision) -> dict[str, Any]:
@@ -179,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
         if missing:
             raise usage_error(f"explain needs {', '.join(missing)} (or --nodes-from FILE)")
     now = time.time()
-    with open_console(args) as console:
+    with open_console(args) as console, ExitStack() as stack:
         releases, warnings = console.serving()
         for w in warnings:
             print(f"warning: {w}", file=sys.stderr)
@@ -188,8 +204,9 @@ def run(args: argparse.Namespace) -> int:
         state = build_state(console.provider, releases, console.store)
         fabric = resolve_fabric(args.fabric, console.store)
         known = ledger(console.store)
+        decider = stack.enter_context(_decider(console, args, releases))
         if args.nodes_from is None:
-            decision = answer(state, known, fabric, defaults, now)
+            decision = answer(state, known, fabric, defaults, now, decider)
             if args.json:
                 print(json.dumps(as_json(args.node, decision)))
             else:
@@ -208,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
                     if text not in fabrics:
                         fabrics[text] = resolve_fabric(text, console.store)
                     f = fabrics[text]
-                decision = answer(state, known, f, fields, now)
+                decision = answer(state, known, f, fields, now, decider)
                 batch.append(json.dumps(as_json(fields["node"], decision)))
                 if len(batch) >= _BATCH:  # stream, but not one write per device
                     sys.stdout.write("\n".join(batch) + "\n")

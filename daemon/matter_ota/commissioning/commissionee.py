@@ -167,7 +167,7 @@ class Commissionee:
         # Sessions of a removed fabric, closed at the next timer run: the one that carried
         # RemoveFabric must still deliver its response (11.18.6.12).
         self._doomed: list[SecureSession] = []
-        access.on_change = self._acl_changed
+        access.add_listener(self._acl_changed)
         node.add_timer_source(self)
 
     # -- observers (attribute change reports) ---------------------------------------------

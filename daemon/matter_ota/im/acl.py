@@ -167,7 +167,15 @@ class AccessControl:
     """The ACL of a node: entries per fabric index, and the check the IM server calls."""
 
     _entries: dict[int, tuple[AccessControlEntry, ...]] = field(default_factory=dict)
-    on_change: Callable[[int], None] | None = None
+    _listeners: list[Callable[[int], None]] = field(default_factory=list)
+
+    def add_listener(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(fabric_index)`` after every change (persistence, data versions)."""
+        self._listeners.append(listener)
+
+    def _changed(self, fabric_index: int) -> None:
+        for listener in self._listeners:
+            listener(fabric_index)
 
     def entries(self, fabric_index: int) -> tuple[AccessControlEntry, ...]:
         """The entries of one fabric, in order."""
@@ -189,13 +197,12 @@ class AccessControl:
             self._entries[fabric_index] = tuple(entries)
         else:
             self._entries.pop(fabric_index, None)
-        if self.on_change is not None:
-            self.on_change(fabric_index)
+        self._changed(fabric_index)
 
     def remove_fabric(self, fabric_index: int) -> None:
         """Drop every entry of a fabric (RemoveFabric)."""
-        if self._entries.pop(fabric_index, None) is not None and self.on_change is not None:
-            self.on_change(fabric_index)
+        if self._entries.pop(fabric_index, None) is not None:
+            self._changed(fabric_index)
 
     def allowed(self, subject: Subject, required: Privilege, endpoint: int, cluster: int,
                 device_types: Sequence[int] = ()) -> bool:

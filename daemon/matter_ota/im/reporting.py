@@ -171,6 +171,13 @@ def _read_cluster(reader: Reader, path: AttributePathIB, endpoint: int, cluster:
                 block = _status_report(path, err.status, err.cluster_status)
                 yield Report.of(block, where)
             continue
+        except Exception:  # a cluster's bug fails its path, not the whole read
+            log.exception("event=read_error endpoint=%d cluster=0x%04X attribute=0x%04X",
+                          *where)
+            if concrete:
+                block = _status_report(path, Status.FAILURE)
+                yield Report.of(block, where)
+            continue
         for block in blocks:
             yield Report.of(block, where)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 
 from matter_ota import tlv
 from matter_ota.im.acl import AccessControl, Privilege, Subject
@@ -59,6 +59,14 @@ log = logging.getLogger("matter_ota.im")
 
 #: Basic Information MaxPathsPerInvoke (we announce 1: one command per InvokeRequest).
 MAX_PATHS_PER_INVOKE = 1
+
+#: Paths per Read or Subscribe request. 8.5.1 / 2.11.2: a node supports at least 9 attribute
+#: paths per read (3 per subscription); a bound keeps one small request from expanding into
+#: an unbounded report.
+MAX_REQUEST_PATHS = 32
+
+#: How long a timed exchange stays open after its window, to answer a late action TIMEOUT.
+TIMED_GRACE = 5.0
 
 IMHandler = Callable[[Exchange, Message, bool], None]
 
@@ -168,6 +176,13 @@ class InteractionServer:
         return self.node.new_exchange(session, None, now)
 
     @staticmethod
+    def _check_path_count(*lists: Sized | None) -> None:
+        count = sum(len(paths or ()) for paths in lists)
+        if count > MAX_REQUEST_PATHS:
+            raise IMStatusError(Status.RESOURCE_EXHAUSTED,
+                                reason=f"{count} paths, at most {MAX_REQUEST_PATHS}")
+
+    @staticmethod
     def _check_timed(flag: bool, timed: bool) -> None:
         if flag != timed:
             raise IMStatusError(Status.TIMED_REQUEST_MISMATCH,
@@ -192,6 +207,7 @@ class InteractionServer:
         request = ReadRequest.decode(message.payload)
         if not request.attribute_requests and not request.event_requests:
             raise IMStatusError(Status.INVALID_ACTION, reason="read of no paths")
+        self._check_path_count(request.attribute_requests, request.event_requests)
         reader = self._reader(self._secure(message), message.received_at,
                               request.fabric_filtered)
         reports = read_attributes(reader, request.attribute_requests or (),
@@ -209,6 +225,7 @@ class InteractionServer:
             raise IMStatusError(Status.INVALID_ACTION, reason="subscription to no paths")
         if request.min_interval_floor > request.max_interval_ceiling:
             raise IMStatusError(Status.INVALID_ACTION, reason="min interval above max")
+        self._check_path_count(request.attribute_requests, request.event_requests)
         subject = Subject.from_session(session)
         try:
             sub = self.subscriptions.create(
@@ -252,7 +269,9 @@ class InteractionServer:
         timeout = request.timeout / 1000.0
         send_status(exchange, Status.SUCCESS)
         exchange.delegate = _TimedWindow(self, message.received_at + timeout)
-        exchange.set_response_timeout(timeout)
+        # The exchange outlives the window a little so that a late action is told TIMEOUT
+        # rather than taken for a new, mismatched request.
+        exchange.set_response_timeout(timeout + TIMED_GRACE)
 
     def _after_timed(self, exchange: Exchange, message: Message, deadline: float) -> None:
         if message.protocol_id != Protocol.INTERACTION_MODEL or \
@@ -315,7 +334,14 @@ class InteractionServer:
                     value = attr.type.from_value(data.data, f"attribute 0x{attr.id:X}")
             except tlv.TLVError as exc:
                 raise IMStatusError(Status.CONSTRAINT_ERROR, reason=str(exc)) from None
-            attr.write(ctx, value)
+            try:
+                attr.write(ctx, value)
+            except IMStatusError:
+                raise
+            except Exception:  # a cluster's bug fails its path, not the whole write
+                log.exception("event=write_error endpoint=%d cluster=0x%04X attribute=0x%04X",
+                              path.endpoint, path.cluster, path.attribute)
+                raise IMStatusError(Status.FAILURE, reason="write handler error") from None
         except IMStatusError as err:
             log.info("event=write_refused endpoint=%d cluster=0x%04X attribute=0x%04X "
                      "status=%s reason=%s", path.endpoint, path.cluster, path.attribute,

@@ -18,6 +18,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from matter_ota.im.acl import Subject
 from matter_ota.im.messages import (
@@ -40,8 +41,11 @@ log = logging.getLogger("matter_ota.im")
 #: How long we wait for a client's StatusResponse to a report chunk (connectedhomeip waits
 #: kImMessageTimeout, 30 s, for IM responses).
 STATUS_RESPONSE_TIMEOUT = 30.0
-#: 8.5.1: a publisher supports at least 3 subscriptions per fabric; we bound the total.
+#: The subscription table's size. 8.5.1: a publisher supports at least 3 subscriptions per
+#: fabric; when full, the fabric holding the most gives up its oldest (fairness, as
+#: connectedhomeip's eviction does), unless it holds no more than that minimum.
 MAX_SUBSCRIPTIONS = 96
+MIN_PER_FABRIC = 3
 
 Done = Callable[[Exchange, bool], None]
 
@@ -178,16 +182,26 @@ class Subscriptions:
     def __len__(self) -> int:
         return len(self.active)
 
-    def create(self, **kwargs: object) -> Subscription:
-        """A new (priming) subscription with a fresh id; raises if the table is full."""
+    def create(self, **fields: Any) -> Subscription:
+        """A new (priming) subscription with a fresh id; OverflowError if the table is full
+        and no fabric holds more than its guaranteed share."""
         if len(self.active) >= MAX_SUBSCRIPTIONS:
-            raise OverflowError("subscription table full")
+            self._make_room()
         sub_id = self._randbits(32)
         while sub_id in self.active:
             sub_id = self._randbits(32)
-        sub = Subscription(id=sub_id, **kwargs)  # type: ignore[arg-type]
+        sub = Subscription(id=sub_id, **fields)
         self.active[sub_id] = sub
         return sub
+
+    def _make_room(self) -> None:
+        by_fabric: dict[int, list[Subscription]] = {}
+        for sub in self.active.values():  # insertion order: oldest first
+            by_fabric.setdefault(sub.subject.fabric_index, []).append(sub)
+        largest = max(by_fabric.values(), key=len)
+        if len(largest) <= MIN_PER_FABRIC:
+            raise OverflowError("subscription table full")
+        self.drop(largest[0], "evicted")
 
     def drop(self, sub: Subscription, reason: str) -> None:
         if self.active.pop(sub.id, None) is not None:

@@ -123,6 +123,7 @@ class Exchange:
         self._retransmits: dict[int, Retransmit] = {}
         self._response_deadline: float | None = None
         self._live = True  # False once the manager forgot it
+        self._filed_at: float | None = None  # the earliest time this exchange is in the heap
 
     # -- API for protocol code ----------------------------------------------------------------
 
@@ -378,22 +379,52 @@ class ExchangeManager:
                 exchange._live = False
 
     def schedule(self, exchange: Exchange) -> None:
-        """File the exchange's current deadline (call when it may have moved earlier)."""
+        """File the exchange's current deadline (call when it may have moved earlier).
+
+        An exchange already filed at or before that time is not filed again: that entry
+        re-files the exchange when it comes up. So the heap holds about one entry per
+        exchange, however many messages re-arm its timers (a BDX transfer re-arms its idle
+        timeout on every block).
+        """
         when = exchange._deadline()
-        if when is not None and exchange._live:
-            heapq.heappush(self._timers, (when, next(self._seq), exchange))
+        if when is None or not exchange._live:
+            return
+        filed = exchange._filed_at
+        if filed is not None and filed <= when:
+            return
+        exchange._filed_at = when
+        heapq.heappush(self._timers, (when, next(self._seq), exchange))
+        if len(self._timers) > 4 * len(self._exchanges) + 64:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Rebuild the heap with one entry per live exchange that has a deadline.
+
+        Stale entries otherwise stay until their time comes: with long timers (a 5-minute
+        idle timeout re-armed on every message) that is memory growing with the message rate.
+        Amortised O(1) per push: it runs when the heap is 4x the live exchanges.
+        """
+        timers = []
+        for exchange in self._exchanges.values():
+            when = exchange._deadline()
+            exchange._filed_at = when
+            if when is not None:
+                timers.append((when, next(self._seq), exchange))
+        heapq.heapify(timers)
+        self._timers = timers
 
     def next_deadline(self) -> float | None:
         """The earliest MRP or response timer of any exchange."""
-        timers = self._timers
-        while timers:
-            when, _, exchange = timers[0]
+        while self._timers:  # not a local: schedule() may rebuild the heap
+            when, _, exchange = self._timers[0]
             current = exchange._deadline() if exchange._live else None
             if current == when:
                 return when
-            heapq.heappop(timers)
+            heapq.heappop(self._timers)
+            if exchange._filed_at == when:
+                exchange._filed_at = None
             if current is not None:  # the deadline moved: file it again
-                heapq.heappush(timers, (current, next(self._seq), exchange))
+                self.schedule(exchange)
         return None
 
     def handle_timer(self, now: float) -> list[tuple[Exchange, CloseReason]]:
@@ -401,7 +432,9 @@ class ExchangeManager:
         self.now = now
         due: dict[int, Exchange] = {}
         while self._timers and self._timers[0][0] <= now:
-            _, _, exchange = heapq.heappop(self._timers)
+            when, _, exchange = heapq.heappop(self._timers)
+            if exchange._filed_at is not None and exchange._filed_at <= when:
+                exchange._filed_at = None
             if exchange._live:
                 due[id(exchange)] = exchange
         failed: list[tuple[Exchange, CloseReason]] = []

@@ -1,0 +1,1 @@
+"""Image sources: the local firmware store and the Distributed Compliance Ledger (DCL)."""
