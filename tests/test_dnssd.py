@@ -7,13 +7,16 @@ runtime (python-zeroconf) and real browsers are in ``tests/interop/test_mdns.py`
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 from matter_ota import dnssd
 from matter_ota.cli import main
+from matter_ota.commands import serve
 from matter_ota.dnssd import (
     Commissionable,
     CommissioningMode,
@@ -23,6 +26,7 @@ from matter_ota.dnssd import (
 )
 from matter_ota.fabrics import CertificateAuthority
 from matter_ota.messaging.session import SessionParameters
+from matter_ota.setup_payload import SetupPayload, parse_qr_code
 
 NOW = 1_764_000_000
 
@@ -151,9 +155,67 @@ def test_setup_code_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["setup-code", "3497-011-2333"]) == 2
     assert "check digit" in capsys.readouterr().err
     assert main(["setup-code", "--passcode", "12345678", "--discriminator", "1"]) == 2
-    assert main(["setup-code"]) == 2
+
+
+def test_setup_code_from_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "provider.yaml"
+    config.write_text("node:\n  vendor_id: 0xFFF2\n  product_id: 0x1234\n"
+                      "  discriminator: 2652\n  passcode: 34567890\n")
+    assert main(["setup-code", "--config", str(config), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["passcode"], data["discriminator"]) == (34567890, 2652)
+    assert (data["vendor_id"], data["product_id"]) == (0xFFF2, 0x1234)
+    assert parse_qr_code(data["qr_code"]) == SetupPayload(34567890, 2652, 0xFFF2, 0x1234)
+    # command-line values win over the config's
+    assert main(["setup-code", "--config", str(config), "--json", "--discriminator", "7",
+                 "--vendor-id", "0xFFF1"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["discriminator"], data["vendor_id"], data["product_id"]) == (7, 0xFFF1, 0x1234)
+    assert main(["setup-code", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_serve_advertises_the_config_identity(tmp_path: Path) -> None:
+    config = tmp_path / "provider.yaml"
+    config.write_text("node:\n  vendor_id: 0xFFF2\n  product_id: 0x1234\n"
+                      "  device_name: lab provider\n")
+    args = argparse.Namespace(config=config, passcode=20202021, discriminator=3840,
+                              vendor_id=None, product_id=0x4321, device_name=None)
+    params = serve.commissionable_params(args)
+    assert params is not None
+    assert params.txt()["VP"] == "65522+17185" and params.txt()["DN"] == "lab provider"
+    assert params.txt()["DT"] == "20" and params.mode == CommissioningMode.BASIC
+    args.discriminator = None
+    assert serve.commissionable_params(args) is None
 
 
 def test_serve_refuses_unknown_mdns_interface(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--port", "0", "--mdns-interface", "no-such-if0"]) == 2
     assert "no-such-if0" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- runtime helpers
+# (no sockets: the advertiser itself runs only inside network namespaces, tests/interop)
+
+
+def test_interfaces_and_host_name() -> None:
+    from matter_ota.runtime import mdns
+
+    chosen = mdns.discover_interfaces()
+    assert all(i.name != "lo" for i in chosen)
+    assert [i.name for i in mdns.discover_interfaces(["lo"])] == ["lo"]
+    with pytest.raises(mdns.MdnsError, match="no-such-if0"):
+        mdns.discover_interfaces(["no-such-if0"])
+    with_mac = mdns.Interface("eth0", 2, mac=bytes.fromhex("020000abcdef"))
+    without = mdns.Interface("wg0", 3)
+    assert mdns.default_host_name([without, with_mac]) == "020000ABCDEF.local."
+    assert re.fullmatch(r"[0-9A-F]{16}\.local\.", mdns.default_host_name([without]))
+
+
+def test_advertised_address_order() -> None:
+    from matter_ota.runtime import mdns
+
+    a = mdns.Interface("a", 1, ipv4=["10.0.0.1"], ipv6=["fe80::1", "fd00::1"])
+    b = mdns.Interface("b", 2, ipv4=["10.0.0.1", "192.0.2.7"], ipv6=["2001:db8::5"])
+    assert mdns.ordered_addresses([a, b]) == [
+        "fd00::1", "2001:db8::5", "fe80::1", "10.0.0.1", "192.0.2.7"]

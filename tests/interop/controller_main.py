@@ -223,6 +223,87 @@ async def _pase_im(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _discover(args: argparse.Namespace) -> int:
+    """One DiscoverCommissionableNodes per ``--query TYPE[=VALUE]``, results in order."""
+    from chip import discovery
+
+    controller = Controller(args)
+    start = time.monotonic()
+    results = []
+    try:
+        for query in args.query:
+            name, _, value = query.partition("=")
+            nodes = await controller.ctrl.DiscoverCommissionableNodes(
+                filterType=discovery.FilterType[name], filter=value or None,
+                stopOnFirst=args.stop_on_first, timeoutSecond=args.timeout)
+            found = []
+            for node in nodes or []:
+                fields = {f.name: getattr(node, f.name) for f in dataclasses.fields(node)}
+                found.append(fields)
+            results.append({"query": query, "nodes": found})
+    finally:
+        controller.shutdown()
+    _report(ok=True, results=results, seconds=time.monotonic() - start)
+    return 0
+
+
+async def _pase_code(args: argparse.Namespace) -> int:
+    from chip.exceptions import ChipStackError
+
+    controller = Controller(args)
+    start = time.monotonic()
+    try:
+        await asyncio.wait_for(controller.ctrl.EstablishPASESession(args.code, args.node_id),
+                               args.timeout)
+    except TimeoutError:
+        _report(ok=False, error="timeout", seconds=time.monotonic() - start)
+        return 1
+    except ChipStackError as e:
+        _report(ok=False, error="chip", code=e.err, message=str(e),
+                seconds=time.monotonic() - start)
+        return 1
+    finally:
+        controller.shutdown()
+    _report(ok=True, seconds=time.monotonic() - start)
+    return 0
+
+
+def _sdk_payload_calls(case: dict[str, Any]) -> dict[str, Any]:
+    """The SDK's view of one case: its parse of our codes, and its own codes."""
+    from chip.exceptions import ChipStackError
+    from chip.setup_payload import SetupPayload
+
+    numbers = (case["passcode"], case["vendor_id"], case["product_id"], case["discriminator"],
+               case["flow"], case["capabilities"], 0)
+    calls = {
+        "qr_parsed": lambda: dict(SetupPayload().ParseQrCode(case["qr"]).attributes),
+        "manual_parsed": lambda: dict(
+            SetupPayload().ParseManualPairingCode(case["manual"]).attributes),
+        "sdk_qr": lambda: SetupPayload().GenerateQrCode(*numbers),
+        "sdk_manual": lambda: SetupPayload().GenerateManualPairingCode(*numbers),
+    }
+    entry: dict[str, Any] = {"case": case}
+    for key, call in calls.items():
+        try:
+            entry[key] = call()
+        except ChipStackError as e:
+            entry[key] = {"error": str(e)}
+    return entry
+
+
+async def _payload(args: argparse.Namespace) -> int:
+    """Parse each of our codes with the SDK, and have the SDK generate its own."""
+    controller = Controller(args)  # initialises the SDK, which SetupPayload needs
+    with open(args.cases) as f:
+        cases = json.load(f)
+    try:
+        out = [_sdk_payload_calls(case) for case in cases]
+    finally:
+        controller.shutdown()
+    _report(ok=True, results=out)
+    return 0
+
+
 def _pase_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ip", required=True)
     p.add_argument("--port", type=int, default=5540)

@@ -3,11 +3,12 @@
 Sub-commands (one JSON object per line on stdout)::
 
     fabric --node-id N --fabric-id F [--interface IF]   our NodeDiscovery advertising a fabric
-                                                         until SIGTERM (then goodbyes)
+           [--refresh-every S]                           until SIGTERM (then goodbyes)
     operational --compressed-fabric-id C --node-id N     our Advertiser publishing _matter
                                                          (no rename: reports a conflict)
     commissionable --instance NAME [--interface IF]      our Advertiser publishing _matterc
                                                          under NAME (renamed on conflict)
+    window [--close-after S] [--interface IF]            commissionable, then updated to CM=0
     browse --type T --seconds S                          a python-zeroconf browser: added /
                                                          removed events with resolved records
     squat --type T --instance NAME [--port P]            a plain python-zeroconf responder
@@ -62,8 +63,19 @@ async def fabric(args: argparse.Namespace) -> None:
         emit(event="published", instance=record.instance, subtypes=list(record.subtypes),
              compressed_fabric_id=info.compressed_fabric_id.hex().upper(), host=advertiser.host,
              addresses=advertiser.addresses)
+        if args.refresh_every:
+            refresher = asyncio.ensure_future(refresh(advertiser, args.refresh_every))
         await until_terminated()
+        if args.refresh_every:
+            refresher.cancel()
     emit(event="closed")
+
+
+async def refresh(advertiser: Advertiser, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        if await advertiser.refresh_addresses():
+            emit(event="addresses", addresses=advertiser.addresses, at=time.monotonic())
 
 
 async def operational(args: argparse.Namespace) -> None:
@@ -87,14 +99,29 @@ async def commissionable(args: argparse.Namespace) -> None:
         await until_terminated()
 
 
+async def window(args: argparse.Namespace) -> None:
+    """Open a commissioning window, then after ``--close-after`` s announce CM=0 (no _CM)."""
+    async with Advertiser(interfaces=args.interface) as advertiser:
+        params = dnssd.Commissionable(discriminator=3840, vendor_id=0xFFF1, product_id=0x8001)
+        record = await advertiser.publish(params.record(dnssd.random_instance_name(), 5540))
+        emit(event="published", instance=record.instance, subtypes=list(record.subtypes))
+        await asyncio.sleep(args.close_after)
+        closed = dnssd.Commissionable(discriminator=3840, vendor_id=0xFFF1, product_id=0x8001,
+                                      mode=dnssd.CommissioningMode.DISABLED)
+        updated = closed.record(record.instance, 5540)
+        await advertiser.update(updated)
+        emit(event="updated", subtypes=list(updated.subtypes), at=time.monotonic())
+        await until_terminated()
+
+
 async def browse(args: argparse.Namespace) -> None:
     aiozc = AsyncZeroconf(ip_version=IPVersion.All)
     pending: set[asyncio.Task[None]] = set()
 
-    async def resolve(type_: str, name: str) -> None:
+    async def resolve(type_: str, name: str, event: str = "added") -> None:
         info = AsyncServiceInfo(type_, name)
         ok = await info.async_request(aiozc.zeroconf, 3000)
-        emit(event="added", type=type_, name=name, resolved=ok, port=info.port,
+        emit(event=event, type=type_, name=name, resolved=ok, port=info.port,
              server=info.server, addresses=info.parsed_addresses(),
              txt={k.decode(): (v or b"").decode() for k, v in (info.properties or {}).items()},
              at=time.monotonic())
@@ -103,6 +130,10 @@ async def browse(args: argparse.Namespace) -> None:
                   state_change: ServiceStateChange) -> None:
         if state_change is ServiceStateChange.Added:
             task = asyncio.ensure_future(resolve(service_type, name))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        elif state_change is ServiceStateChange.Updated:
+            task = asyncio.ensure_future(resolve(service_type, name, "updated"))
             pending.add(task)
             task.add_done_callback(pending.discard)
         elif state_change is ServiceStateChange.Removed:
@@ -135,6 +166,7 @@ def main() -> None:
     p.add_argument("--node-id", type=lambda s: int(s, 0), required=True)
     p.add_argument("--fabric-id", type=lambda s: int(s, 0), required=True)
     p.add_argument("--interface", action="append")
+    p.add_argument("--refresh-every", type=float, default=0.0)
     p.set_defaults(func=fabric)
     p = sub.add_parser("operational")
     p.add_argument("--compressed-fabric-id", type=lambda s: int(s, 0), required=True)
@@ -145,6 +177,10 @@ def main() -> None:
     p.add_argument("--instance", required=True)
     p.add_argument("--interface", action="append")
     p.set_defaults(func=commissionable)
+    p = sub.add_parser("window")
+    p.add_argument("--close-after", type=float, default=2.0)
+    p.add_argument("--interface", action="append")
+    p.set_defaults(func=window)
     p = sub.add_parser("browse")
     p.add_argument("--type", action="append", required=True)
     p.add_argument("--seconds", type=float, default=4.0)

@@ -156,21 +156,15 @@ def test_connectedhomeip_initiator_opens_case_to_our_daemon(ns: Namespace, tmp_p
     """The daemon's real role: a device's CASE stack finds us by operational discovery and
     connects; the second time it resumes."""
     ours, ours_path, x509_form = _fabrics(tmp_path)
-    stop = tmp_path / "stop-advertising"
-    adv_log = tmp_path / "advertise.log"
-    env = dict(os.environ, PYTHONPATH=str(CHECKOUT / "daemon"))
     with serve(
-        ns, tmp_path / "daemon", "--port", "5540", "--fabric-file", str(ours_path)
+        ns, tmp_path / "daemon", "--port", "5540", "--fabric-file", str(ours_path),
+        "--mdns-interface", "dev0",
     ) as daemon:
         assert daemon.wait_for("event=case_enabled fabrics=1"), daemon.log()
-        with adv_log.open("wb") as log:
-            advertiser = subprocess.Popen(
-                ns.wrap([sys.executable, str(HERE / "advertise_operational.py"),
-                         "--instance", ours.operational_instance_name(),
-                         "--address", ns.device_v6, "--port", "5540",
-                         "--stop-file", str(stop)]),
-                stdout=log, stderr=subprocess.STDOUT, env=env,
-            )  # fmt: skip
+        # The daemon's own DNS-SD record is what the SDK resolves (runtime/mdns.py).
+        instance = ours.operational_instance_name()
+        assert daemon.wait_for(f"event=mdns_published instance={instance}._matter._tcp"), \
+            daemon.log()
         controller = ChipController(
             ns, tmp_path / "controller", x509_form,
             "--connect", hex(OUR_NODE), "--result-file", "/data/result.json",
@@ -178,20 +172,11 @@ def test_connectedhomeip_initiator_opens_case_to_our_daemon(ns: Namespace, tmp_p
         try:
             controller.proc.wait(timeout=120)
             result_path = controller.data / "result.json"
-            where = (
-                f"controller:\n{controller.log()[-6000:]}\ndaemon:\n{daemon.log()[-4000:]}\n"
-                f"advertiser:\n{adv_log.read_text(errors='replace')}"
-            )
+            where = f"controller:\n{controller.log()[-6000:]}\ndaemon:\n{daemon.log()[-4000:]}"
             assert result_path.exists(), where
             first, second = json.loads(result_path.read_text())["attempts"]
             assert first["ok"] and second["ok"], f"{first} {second}\n{where}"
             assert daemon.wait_for("event=case_established role=responder resumed=false"), where
             assert daemon.wait_for("event=case_established role=responder resumed=true"), where
         finally:
-            stop.touch()
             controller.stop()
-            try:
-                advertiser.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                advertiser.kill()
-                advertiser.wait()

@@ -26,7 +26,7 @@ from matter_ota.clusters.general_commissioning import GeneralCommissioningCluste
 from matter_ota.clusters.group_key_management import GroupKeyManagementCluster
 from matter_ota.clusters.network_commissioning import NetworkCommissioningCluster
 from matter_ota.clusters.operational_credentials import OperationalCredentialsCluster
-from matter_ota.commands._common import default_config_path
+from matter_ota.commands._common import provider_config
 from matter_ota.commands._node_state import NodeState, node_state, state_dir
 from matter_ota.commissioning.commissionee import (
     Commissionee,
@@ -36,7 +36,7 @@ from matter_ota.commissioning.commissionee import (
     FailSafeExpired,
     MemoryFabricStore,
 )
-from matter_ota.config import AttestationFiles, load_provider
+from matter_ota.config import AttestationFiles
 from matter_ota.crypto.attestation import AttestationError, DeviceAttestation
 from matter_ota.fabrics import FabricInfo
 from matter_ota.messaging.exchange import Exchange, Message
@@ -45,7 +45,6 @@ from matter_ota.messaging.status import Protocol, SecureChannelOpcode
 from matter_ota.node import Node
 from matter_ota.runtime.discovery import NodeDiscovery
 from matter_ota.runtime.mdns import MdnsError
-from matter_ota.yamlnodes import ConfigError
 
 log = logging.getLogger("matter_ota.serve")
 
@@ -53,15 +52,9 @@ ATTESTATION_SUBDIR = "attestation"
 
 
 def _configured_files(args: argparse.Namespace) -> AttestationFiles | None:
-    """provider.yaml's ``attestation:`` files, if the config exists and names them."""
-    explicit: Path | None = getattr(args, "config", None)
-    path = explicit or default_config_path()
-    if not path.exists():
-        return None
-    try:
-        return load_provider(path).attestation
-    except ConfigError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
+    """provider.yaml's ``attestation:`` files, if there is a config and it names them."""
+    config = provider_config(args)
+    return None if config is None else config.attestation
 
 
 def _identity(args: argparse.Namespace) -> DeviceAttestation | None:

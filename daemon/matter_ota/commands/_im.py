@@ -3,45 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import secrets
 from pathlib import Path
 
 from matter_ota import __version__
-from matter_ota.cli import EXIT_USAGE, CliError
+from matter_ota.cli import CliError
 from matter_ota.clusters.basic_information import BasicInfo
 from matter_ota.clusters.ota_provider import NothingAvailable
 from matter_ota.clusters.root import build_root_node
-from matter_ota.commands._common import default_config_path
+from matter_ota.commands._common import node_identity
 from matter_ota.commands._node_state import node_state
-from matter_ota.config import NodeIdentity, load_provider
 from matter_ota.im.server import InteractionServer
 from matter_ota.node import Node
-from matter_ota.yamlnodes import ConfigError
 
 log = logging.getLogger("matter_ota.serve")
 
 UNIQUE_ID_FILE = "unique-id"
-
-
-def _identity(args: argparse.Namespace) -> NodeIdentity:
-    """The config's ``node:`` identity; ``--vendor-id`` / ``--product-id``, where serve has
-    them, win so that Basic Information says what mDNS and the setup code say."""
-    explicit: Path | None = getattr(args, "config", None)
-    path = explicit or default_config_path()
-    if path.exists():
-        try:
-            identity = load_provider(path).node
-        except ConfigError as exc:
-            raise CliError(str(exc), EXIT_USAGE) from None
-    elif explicit is not None:
-        raise CliError(f"--config {path}: no such file", EXIT_USAGE)
-    else:
-        identity = NodeIdentity()
-    overrides = {name: getattr(args, name) for name in ("vendor_id", "product_id")
-                 if getattr(args, name, None) is not None}
-    return dataclasses.replace(identity, **overrides)
 
 
 def _unique_id(state_dir: Path | None) -> str:
@@ -65,7 +43,7 @@ def _unique_id(state_dir: Path | None) -> str:
 def install_im(node: Node, args: argparse.Namespace) -> None:
     """Serve installer: the IM server with Descriptor, Basic Information, Access Control and
     the OTA Provider cluster (answering NotAvailable until the OTA decider is plugged in)."""
-    identity = _identity(args)
+    identity = node_identity(args)
     info = BasicInfo(
         vendor_name=identity.vendor_name, vendor_id=identity.vendor_id,
         product_name=identity.product_name, product_id=identity.product_id,

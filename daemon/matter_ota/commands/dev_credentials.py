@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from matter_ota.cli import EXIT_USAGE, CliError
-from matter_ota.commands.setup_code import DEFAULT_PRODUCT_ID, DEFAULT_VENDOR_ID
+from matter_ota.commands._common import add_config_options, node_identity, provider_config
 from matter_ota.crypto import attestation
 
 ENV_CREDENTIALS = "MATTER_OTA_TEST_CREDENTIALS"
@@ -35,22 +35,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help=f"dir with paa-fff1-cert.pem, paa-fff1-key.pem, cd-signing-cert.pem, "
                    f"cd-signing-key.pem (default ${ENV_CREDENTIALS} or ../shared/credentials/"
                    f"test)")
-    p.add_argument("--state-dir", type=Path, default=Path("state"), metavar="DIR",
-                   help="state directory; the identity goes to DIR/attestation (default state)")
+    add_config_options(p)
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="write the identity here instead of STATE_DIR/attestation")
-    p.add_argument("--vendor-id", type=lambda s: int(s, 0), default=DEFAULT_VENDOR_ID)
-    p.add_argument("--product-id", type=lambda s: int(s, 0), default=DEFAULT_PRODUCT_ID)
+    p.add_argument("--vendor-id", type=lambda s: int(s, 0), default=None,
+                   help="default: the config's node.vendor_id (what Basic Information reports)")
+    p.add_argument("--product-id", type=lambda s: int(s, 0), default=None,
+                   help="default: the config's node.product_id")
     p.add_argument("--force", action="store_true", help="replace an existing identity")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     creds: Path = args.credentials or default_credentials_dir()
-    out: Path = args.out or args.state_dir / ATTESTATION_SUBDIR
-    if not 0xFFF1 <= args.vendor_id <= 0xFFF4:
-        raise CliError(f"--vendor-id 0x{args.vendor_id:04X}: development identities are for "
-                       "the test vendor ids 0xFFF1-0xFFF4", EXIT_USAGE)
+    config = provider_config(args)
+    state_dir: Path = args.state_dir or (config.state_dir if config else Path("state"))
+    out: Path = args.out or state_dir / ATTESTATION_SUBDIR
+    # The DAC must name the vendor and product Basic Information reports.
+    identity = node_identity(args)
+    vendor_id, product_id = identity.vendor_id, identity.product_id
+    if not 0xFFF1 <= vendor_id <= 0xFFF4:
+        raise CliError(f"vendor id 0x{vendor_id:04X}: development identities are for the test "
+                       "vendor ids 0xFFF1-0xFFF4", EXIT_USAGE)
     if (out / attestation.DAC_CERT).exists() and not args.force:
         raise CliError(f"{out} already holds an identity (use --force to replace it)",
                        EXIT_USAGE)
@@ -61,14 +67,14 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"test credentials not found in {creds}: {exc.strerror or exc} "
                        f"(give --credentials or set {ENV_CREDENTIALS})", EXIT_USAGE) from None
-    identity = attestation.mint_development_identity(
+    minted = attestation.mint_development_identity(
         paa_cert_pem=material[0], paa_key_pem=material[1], cd_signer_cert_pem=material[2],
-        cd_signer_key_pem=material[3], vendor_id=args.vendor_id, product_id=args.product_id,
+        cd_signer_key_pem=material[3], vendor_id=vendor_id, product_id=product_id,
         device_type_id=OTA_PROVIDER_DEVICE_TYPE, now=datetime.datetime.now(datetime.UTC))
     try:
-        attestation.save(identity, out)
+        attestation.save(minted, out)
     except OSError as exc:
         raise CliError(f"cannot write {out}: {exc.strerror or exc}") from None
-    print(f"development identity for vendor 0x{args.vendor_id:04X} product "
-          f"0x{args.product_id:04X} written to {out}")
+    print(f"development identity for vendor 0x{vendor_id:04X} product 0x{product_id:04X} "
+          f"written to {out}")
     return 0

@@ -14,11 +14,12 @@ import anyio
 from matter_ota.cli import EXIT_USAGE, CliError
 from matter_ota.commands._case import install_case
 from matter_ota.commands._commission import follow_commissioning, install_commissioning
-from matter_ota.commands._common import add_config_options
+from matter_ota.commands._common import add_config_options, node_identity, provider_config
 from matter_ota.commands._im import install_im
 from matter_ota.commands._node_state import NodeState, node_state
 from matter_ota.commands._pase import install_pase
 from matter_ota.commands.setup_code import add_device_options, payload_from_args
+from matter_ota.config import NetworkConfig
 from matter_ota.dnssd import Commissionable, CommissioningMode
 from matter_ota.node import Node
 from matter_ota.runtime.discovery import NodeDiscovery
@@ -27,6 +28,7 @@ from matter_ota.runtime.udp import DEFAULT_PORT, UdpTransport
 
 log = logging.getLogger("matter_ota.serve")
 
+ADDRESS_CHECK_INTERVAL = 30.0  # seconds between checks of the advertised addresses
 OTA_PROVIDER_DEVICE_TYPE = 0x0014  # Matter Device Library 11.x: OTA Provider
 
 # Protocol modules (PASE, CASE, IM, BDX) add themselves here: each is called once with the node
@@ -66,8 +68,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-mdns", action="store_true",
                    help="do not advertise over mDNS (DNS-SD); commissioners then need the IP")
     p.add_argument("--mdns-interface", action="append", default=None, metavar="IFACE",
-                   help="advertise this interface's addresses (repeatable; default: every "
-                   "interface that is up, multicast-capable and not loopback)")
+                   help="advertise this interface's addresses (repeatable; default: the "
+                   "config's network.interfaces, else every interface that is up, "
+                   "multicast-capable and not loopback)")
     p.set_defaults(func=run)
 
 
@@ -136,13 +139,14 @@ def commissionable_params(args: argparse.Namespace) -> Commissionable | None:
     """What `serve` advertises as commissionable, or None when no window is open."""
     if args.passcode is None or args.discriminator is None:
         return None
+    identity = node_identity(args)
     return Commissionable(
         discriminator=args.discriminator,
-        vendor_id=args.vendor_id,
-        product_id=args.product_id,
+        vendor_id=identity.vendor_id,
+        product_id=identity.product_id,
         mode=CommissioningMode.BASIC,
         device_type=OTA_PROVIDER_DEVICE_TYPE,
-        device_name=args.device_name,
+        device_name=identity.device_name,
     )
 
 
@@ -153,7 +157,10 @@ async def _advertise(args: argparse.Namespace, port: int, state: NodeState) -> N
     """
     # A daemon bound to one address advertises that address only.
     only = [args.listen] if args.listen not in (None, "::", "0.0.0.0") else None
-    advertiser = Advertiser(interfaces=args.mdns_interface, addresses=only)
+    config = provider_config(args)
+    network = config.network if config is not None else NetworkConfig()
+    advertiser = Advertiser(interfaces=args.mdns_interface or list(network.interfaces),
+                            addresses=only, ipv4=network.ipv4)
     try:
         await advertiser.start()
         discovery = NodeDiscovery(advertiser, port)
@@ -164,7 +171,12 @@ async def _advertise(args: argparse.Namespace, port: int, state: NodeState) -> N
                      "no_passcode" if args.passcode is None else "no_discriminator")
         else:
             await discovery.open_commissioning_window(params)
-        await follow_commissioning(discovery, state)
+        async with anyio.create_task_group() as tg:
+            # Every fabric of the node (stored, --fabric-file, added by AddNOC) advertised.
+            tg.start_soon(follow_commissioning, discovery, state)
+            while True:  # addresses come and go (DHCP, SLAAC privacy addresses)
+                await anyio.sleep(ADDRESS_CHECK_INTERVAL)
+                await advertiser.refresh_addresses()
     except (MdnsError, OSError) as exc:
         log.error("event=mdns_failed error=%s", exc)
     finally:

@@ -1,8 +1,9 @@
 """`matter-ota setup-code`: the manual pairing code and QR payload for a passcode/discriminator.
 
 ``matter-ota setup-code --passcode 20202021 --discriminator 3840`` prints what a person types
-(manual code) or scans (QR payload) into a commissioner; ``matter-ota setup-code CODE`` reads one
-back. `serve` logs the same codes at start (``event=setup_codes``).
+(manual code) or scans (QR payload) into a commissioner (values not given come from the
+config's ``node:`` section); ``matter-ota setup-code CODE`` reads one back. `serve` logs the
+same codes at start (``event=setup_codes``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import json
 
 from matter_ota.cli import EXIT_USAGE, CliError
+from matter_ota.commands._common import add_config_options, node_identity, provider_config
 from matter_ota.setup_payload import (
     CommissioningFlow,
     SetupPayload,
@@ -20,9 +22,6 @@ from matter_ota.setup_payload import (
     parse_qr_code,
 )
 
-DEFAULT_VENDOR_ID = 0xFFF1  # test vendor (Matter spec 2.5.2, 0xFFF1-0xFFF4)
-DEFAULT_PRODUCT_ID = 0x8000
-
 
 def _int(text: str) -> int:
     """Decimal or 0x-prefixed hex."""
@@ -30,23 +29,28 @@ def _int(text: str) -> int:
 
 
 def add_device_options(parser: argparse.ArgumentParser) -> None:
-    """--vendor-id / --product-id / --device-name, shared by `serve` and `setup-code`."""
-    parser.add_argument("--vendor-id", type=_int, default=DEFAULT_VENDOR_ID,
-                        help=f"vendor id (default 0x{DEFAULT_VENDOR_ID:04X})")
-    parser.add_argument("--product-id", type=_int, default=DEFAULT_PRODUCT_ID,
-                        help=f"product id (default 0x{DEFAULT_PRODUCT_ID:04X})")
+    """--vendor-id / --product-id / --device-name (shared by `serve` and `setup-code`); each
+    overrides the config's ``node:`` value (defaults 0xFFF1 / 0x8000)."""
+    parser.add_argument("--vendor-id", type=_int, default=None,
+                        help="vendor id (default: the config's node.vendor_id)")
+    parser.add_argument("--product-id", type=_int, default=None,
+                        help="product id (default: the config's node.product_id)")
     parser.add_argument("--device-name", default=None, metavar="NAME",
-                        help="DNS-SD device name (TXT DN, at most 32 bytes)")
+                        help="DNS-SD device name, TXT DN, at most 32 bytes (default: the "
+                        "config's node.device_name)")
 
 
 def payload_from_args(args: argparse.Namespace, flow: CommissioningFlow =
                       CommissioningFlow.STANDARD) -> SetupPayload | None:
-    """The onboarding payload of ``--passcode``/``--discriminator``, None if either is unset."""
+    """The onboarding payload of ``--passcode``/``--discriminator`` with the node's vendor and
+    product id; None if either is unset."""
     if args.passcode is None or args.discriminator is None:
         return None
+    identity = node_identity(args)
     try:
         return SetupPayload(passcode=args.passcode, discriminator=args.discriminator,
-                            vendor_id=args.vendor_id, product_id=args.product_id, flow=flow)
+                            vendor_id=identity.vendor_id, product_id=identity.product_id,
+                            flow=flow)
     except SetupPayloadError as exc:
         raise CliError(f"cannot build a setup code: {exc}", EXIT_USAGE) from None
 
@@ -55,8 +59,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("setup-code", help="show the manual pairing code and QR payload")
     p.add_argument("code", nargs="?", default=None,
                    help="a manual code or MT: QR payload to decode instead")
-    p.add_argument("--passcode", type=int, default=None, help="setup passcode")
-    p.add_argument("--discriminator", type=int, default=None, help="12-bit discriminator")
+    p.add_argument("--passcode", type=int, default=None,
+                   help="setup passcode (default: the config's node.passcode)")
+    p.add_argument("--discriminator", type=int, default=None,
+                   help="12-bit discriminator (default: the config's node.discriminator)")
+    add_config_options(p)
     add_device_options(p)
     p.add_argument("--custom-flow", action="store_true",
                    help="custom commissioning flow (21-digit manual code with vendor/product)")
@@ -67,8 +74,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.code is not None:
         return _decode(args.code, args.json)
+    config = provider_config(args)
+    if config is not None:
+        if args.passcode is None:
+            args.passcode = config.node.passcode
+        if args.discriminator is None:
+            args.discriminator = config.node.discriminator
     if args.passcode is None or args.discriminator is None:
-        raise CliError("give --passcode and --discriminator (or a CODE to decode)", EXIT_USAGE)
+        raise CliError("give --passcode and --discriminator, a config with node.passcode and "
+                       "node.discriminator, or a CODE to decode", EXIT_USAGE)
     flow = CommissioningFlow.CUSTOM if args.custom_flow else CommissioningFlow.STANDARD
     payload = payload_from_args(args, flow)
     assert payload is not None

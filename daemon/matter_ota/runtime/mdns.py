@@ -1,10 +1,11 @@
 """Publish the node's DNS-SD records (:mod:`matter_ota.dnssd`) over mDNS with python-zeroconf.
 
-:class:`Advertiser` owns one ``AsyncZeroconf`` bound to the chosen interfaces (default: every
-interface that is up, multicast-capable and not loopback), advertises their IPv6 and IPv4
-addresses under a MAC-derived host name (12 upper-case hex digits, as connectedhomeip does; 16
-random ones when no MAC is readable), and registers, updates and withdraws
-:class:`~matter_ota.dnssd.ServiceRecord` s.
+:class:`Advertiser` owns one ``AsyncZeroconf`` (sockets on every interface), advertises the
+IPv6 and IPv4 addresses of the chosen interfaces (default: every interface that is up,
+multicast-capable and not loopback) under a MAC-derived host name (12 upper-case hex digits,
+as connectedhomeip does; 16 random ones when no MAC is readable), and registers, updates and
+withdraws :class:`~matter_ota.dnssd.ServiceRecord` s. Addresses are re-read on
+:meth:`Advertiser.refresh_addresses` and the records re-announced when they changed.
 
 **Subtypes.** python-zeroconf registers one type per service name, but a Matter commissionable
 node needs up to five subtype PTRs (``_L``, ``_S``, ``_V``, ``_T``, ``_CM``) beside its main PTR.
@@ -130,11 +131,11 @@ def default_host_name(interfaces: Sequence[Interface]) -> str:
     return f"{dnssd.random_host_name()}.{dnssd.DOMAIN}"
 
 
-def _sorted_addresses(interfaces: Sequence[Interface]) -> list[str]:
-    """IPv6 first (global/ULA before link-local), then IPv4; no duplicates."""
+def ordered_addresses(interfaces: Sequence[Interface], ipv4: bool = True) -> list[str]:
+    """IPv6 first (global/ULA before link-local), then IPv4 unless ``ipv4`` is False."""
     v6 = [a for i in interfaces for a in i.ipv6]
     v6.sort(key=lambda a: ipaddress.IPv6Address(a.split("%")[0]).is_link_local)
-    v4 = [a for i in interfaces for a in i.ipv4]
+    v4 = [a for i in interfaces for a in i.ipv4] if ipv4 else []
     return list(dict.fromkeys(v6 + v4))
 
 
@@ -149,7 +150,8 @@ class Advertiser:
     """Registers :class:`ServiceRecord` s on mDNS until :meth:`close` (or ``async with``).
 
     ``interfaces``: names of the interfaces to use (default: all usable ones). ``addresses``:
-    the addresses to advertise (default: those of the interfaces). ``host``: the host name
+    the addresses to advertise (default: those of the interfaces; IPv6 only when ``ipv4`` is
+    False). ``host``: the host name
     (default: MAC-derived). ``zeroconf``: an existing ``AsyncZeroconf`` to use (not closed here).
     """
 
@@ -160,14 +162,18 @@ class Advertiser:
         addresses: Sequence[str] | None = None,
         host: str | None = None,
         zeroconf: AsyncZeroconf | None = None,
+        ipv4: bool = True,
     ) -> None:
+        self._ipv4 = ipv4
         self._interface_names = list(interfaces) if interfaces else None
         self._addresses = list(addresses) if addresses else None
+        self._fixed_addresses = bool(addresses)
         self._host = host
         self._zc = zeroconf
         self._own_zc = zeroconf is None
         self._published: dict[str, _Published] = {}
-        self._tasks: set[asyncio.Future[object]] = set()
+        self._tasks: set[asyncio.Future[object]] = set()  # announcements, goodbyes
+        self._repeats: set[asyncio.Future[None]] = set()  # second subtype announcements
         self.interfaces: list[Interface] = []
 
     @property
@@ -192,7 +198,7 @@ class Advertiser:
         """Resolve interfaces, addresses and host name; open the mDNS sockets."""
         self.interfaces = discover_interfaces(self._interface_names)
         if self._addresses is None:
-            self._addresses = _sorted_addresses(self.interfaces)
+            self._addresses = ordered_addresses(self.interfaces, self._ipv4)
         if not self._addresses:
             raise MdnsError("no IPv6 or IPv4 address to advertise on "
                             + (", ".join(i.name for i in self.interfaces) or "any interface"))
@@ -206,7 +212,7 @@ class Advertiser:
             # Sockets on every interface, IPv6 and IPv4; ``interfaces`` selects what we
             # advertise. (python-zeroconf 0.154 bound to an explicit list of IPv4 addresses
             # and IPv6 indexes leaves an IPv4 browser's first query unanswered once two
-            # services share the host: found in tests/interop/test_mdns.py's setting.)
+            # services share the host; seen while writing tests/interop/test_mdns.py.)
             self._zc = AsyncZeroconf(interfaces=InterfaceChoice.All, ip_version=IPVersion.All)
             await self._zc.zeroconf.async_wait_for_start()
         log.info("event=mdns_started host=%s interfaces=%s addresses=%s", self._host,
@@ -268,11 +274,11 @@ class Advertiser:
         published = self._published.get(record.fqdn.lower())
         if published is None:
             raise MdnsError(f"{record.fqdn} is not published")
-        zc = self._zeroconf
+        info = self._info(record, record.service_type)
+        self._track(await self._zeroconf.async_update_service(info))
+        # Swap the subtype views with no await in between: no query sees neither.
         self._remove_views(published, goodbye=[
             v for v in published.views if v.type not in record.subtype_types()])
-        info = self._info(record, record.service_type)
-        self._track(await zc.async_update_service(info))
         views = self._add_views(info, record)
         self._published[record.fqdn.lower()] = _Published(record, info, views)
         self._announce_subtypes(views)
@@ -288,6 +294,32 @@ class Advertiser:
         self._track(await self._zeroconf.async_unregister_service(published.info))
         log.info("event=mdns_withdrawn instance=%s", record.fqdn)
 
+    async def refresh_addresses(self) -> bool:
+        """Re-read the interfaces' addresses; if they changed, re-announce every record with the
+        new A/AAAA set (sent with the cache-flush bit, so browsers replace the old ones).
+
+        Returns True when something changed. A no-op with explicit ``addresses``.
+        """
+        if self._fixed_addresses or self._zc is None:
+            return False
+        try:
+            interfaces = discover_interfaces(self._interface_names)
+        except MdnsError as exc:  # an interface went away: keep what we have, say so
+            log.warning("event=mdns_refresh_failed error=%s", exc)
+            return False
+        addresses = ordered_addresses(interfaces, self._ipv4)
+        if not addresses or set(addresses) == set(self._addresses or []):
+            return False
+        log.info("event=mdns_addresses old=%s new=%s", ",".join(self._addresses or []),
+                 ",".join(addresses))
+        self.interfaces, self._addresses = interfaces, addresses
+        if self._own_zc:
+            # Sockets follow the interfaces too (senders bound to a vanished address).
+            await self._zc.async_update_interfaces()
+        for published in list(self._published.values()):
+            await self.update(published.record)
+        return True
+
     def published(self) -> list[ServiceRecord]:
         """The records currently advertised."""
         return [p.record for p in self._published.values()]
@@ -296,6 +328,8 @@ class Advertiser:
         """Withdraw everything (goodbyes sent before the sockets close), then close."""
         if self._zc is None:
             return
+        for repeat in list(self._repeats):
+            repeat.cancel()  # a second announcement of what we are withdrawing
         for published in list(self._published.values()):
             await self.withdraw(published.record)
         if self._tasks:
@@ -338,7 +372,9 @@ class Advertiser:
             if current and self._zc is not None:
                 self._send_pointers(current, ttl=None)
 
-        self._track(asyncio.ensure_future(again()))
+        repeat = asyncio.ensure_future(again())
+        self._repeats.add(repeat)
+        repeat.add_done_callback(self._repeats.discard)
 
     def _is_current(self, view: ServiceInfo) -> bool:
         if self._zc is None:
