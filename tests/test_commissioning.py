@@ -310,3 +310,76 @@ def test_committed_fabric_survives_restart(identity: attestation.DeviceAttestati
     # The fabric's sessions close once the response is out.
     c2.advance(0.1)
     assert all(s.fabric_index != 1 for s in device2.node.sessions)
+
+
+def commissioned(identity: attestation.DeviceAttestation, store: FabricStore | None = None
+                 ) -> tuple[Device, CertificateAuthority, Client]:
+    """A device commissioned onto one fabric; the commissioner's CASE client."""
+    device = make_device(identity, store)
+    pase_client, _ = connect(device)
+    ca = CertificateAuthority(fabric_id=1, now=NOW)
+    commission_to_noc(pase_client, identity, ca)
+    case_client, _ = connect(device, SessionKind.CASE, fabric_index=1, peer=ADMIN)
+    _, r = invoke(case_client, GC, 0x04, {})
+    assert r is not None and r[0] == 0
+    return device, ca, case_client
+
+
+def test_update_noc_replaces_the_key_and_rolls_back(identity: attestation.DeviceAttestation
+                                                    ) -> None:
+    device, ca, client = commissioned(identity)
+    old = device.fabrics.get(1)
+    assert old is not None and ca.icac is not None and ca.icac_key is not None
+
+    def update() -> dict[Any, Any]:
+        assert arm(client) == 0
+        _, r = invoke(client, OC, 0x04, {0: b"\x03" * 32, 1: True})
+        assert r is not None
+        csr = tlv.decode(r[0])[1]
+        noc = certs.make_noc_from_csr(csr, issuer=ca.icac, issuer_key=ca.icac_key,  # type: ignore[arg-type]
+                                      node_id=0x4321, fabric_id=1, now=NOW)
+        _, r = invoke(client, OC, 0x07, {0: noc.to_tlv(), 1: ca.icac.to_tlv()})  # type: ignore[union-attr]
+        assert r is not None
+        return r
+
+    r = update()
+    assert (r[0], r[1]) == (0, 1)
+    assert device.fabrics.get(1).operational_key != old.operational_key  # type: ignore[union-attr]
+    client.advance(61)  # no CommissioningComplete: the old NOC and key come back
+    assert device.fabrics.get(1) == old
+    r = update()
+    _, done = invoke(client, GC, 0x04, {})
+    assert done is not None and done[0] == 0
+    assert device.fabrics.get(1).operational_key != old.operational_key  # type: ignore[union-attr]
+    # AddNOC-style CSR for UpdateNOC (IsForUpdateNOC false): MissingCsr.
+    assert arm(client) == 0
+    invoke(client, OC, 0x04, {0: b"\x04" * 32})
+    _, r = invoke(client, OC, 0x07, {0: old.noc})
+    assert r is not None and r[0] == 4
+
+
+def test_labels_are_unique_and_acl_writes_persist(identity: attestation.DeviceAttestation
+                                                  ) -> None:
+    store = MemoryFabricStore()
+    device, ca, client = commissioned(identity, store)
+    _, r = invoke(client, OC, 0x09, {0: "home"})
+    assert r is not None and (r[0], r[1]) == (0, 1)
+    assert store.fabrics[1][0].label == "home"
+    # A second fabric may not take the same label.
+    pase2, _ = connect(device)
+    commission_to_noc(pase2, identity, CertificateAuthority(fabric_id=2, now=NOW))
+    case2, _ = connect(device, SessionKind.CASE, fabric_index=2, peer=ADMIN)
+    invoke(case2, GC, 0x04, {})
+    _, r = invoke(case2, OC, 0x09, {0: "home"})
+    assert r is not None and r[0] == 10  # LabelConflict
+    # The same fabric again (same root key, same fabric id): FabricConflict.
+    pase3, _ = connect(device)
+    r = commission_to_noc(pase3, identity, CertificateAuthority(fabric_id=1, now=NOW,
+                                                                root_key=ca.root_key))
+    assert r[0] == 9 and len(device.fabrics) == 2
+    assert arm(pase3, 0) == 0
+    # An ACL change of a committed fabric is saved with it.
+    entries = device.access.entries(1)
+    device.access.set_entries(1, [*entries, AccessControlEntry(1, Privilege.VIEW,
+                                                               AuthMode.CASE, (0x77,))])
+    assert [e.subjects for e in store.fabrics[1][1]] == [(ADMIN,), (0x77,)]
