@@ -133,6 +133,14 @@ def test_chip_controller_commissions_the_daemon(ns: Namespace, tmp_path: Path) -
         assert [(e["privilege"], e["authMode"], e["subjects"]) for e in acl] == [
             (5, 2, [112233])]
         assert steps["query"]["value"]["status"] == 2  # NotAvailable: the im skeleton's answer
+        # The commissioning window closed: no _matterc record, and PASE goes unanswered.
+        found = run_controller(ns, tmp_path / "discover", "discover", "--query",
+                               f"LONG_DISCRIMINATOR={DISCRIMINATOR}", "--timeout", "3")
+        assert found.ok and found.result["results"][0]["nodes"] == [], found.result
+        late = run_controller(ns, tmp_path / "late", "pase", "--ip", ns.device_v6, "--passcode",
+                              str(PASSCODE), "--timeout", "5")
+        assert not late.ok and late.result.get("error") == "timeout", late.result
+        assert "event=pase_refused reason=window_closed" in daemon.log()
 
     # Restart: the fabric is in the state store; the window stays closed.
     with serve(ns, workdir, *daemon_args()) as daemon:
