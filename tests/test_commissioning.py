@@ -52,6 +52,7 @@ from matter_ota.im.server import InteractionServer
 from matter_ota.messaging.session import SecureSession, SessionKind
 from matter_ota.node import Node
 from matter_ota.store import Store
+from matter_ota.store.records import Fabric as StoredFabric
 
 GC, OC = 0x0030, 0x003E
 ADMIN = 112233
@@ -383,3 +384,17 @@ def test_labels_are_unique_and_acl_writes_persist(identity: attestation.DeviceAt
     device.access.set_entries(1, [*entries, AccessControlEntry(1, Privilege.VIEW,
                                                                AuthMode.CASE, (0x77,))])
     assert [e.subjects for e in store.fabrics[1][1]] == [(ADMIN,), (0x77,)]
+
+
+def test_an_unreadable_stored_fabric_is_skipped(identity: attestation.DeviceAttestation,
+                                                tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    fabrics = StoreFabrics(store)
+    device, _, _ = commissioned(identity, fabrics)
+    good = device.fabrics.get(1)
+    assert good is not None
+    broken = dict(good.to_dict(), fabric_index=2, noc="00")
+    store.put_fabric(StoredFabric(2, "0011223344556677", "", None, 1, broken), 0.0)
+    loaded = fabrics.load()
+    assert [f.fabric_index for f, _ in loaded] == [1]
+    store.close()
