@@ -115,6 +115,11 @@ def install_commissioning(node: Node, args: argparse.Namespace) -> None:
             log.info("event=commissioning_window_closed fabric=%d", event.fabric_index)
 
     state.listeners.append(on_event)
+    # Node events reach the shared state through the transport (serve passes args.on_event).
+    previous = getattr(args, "on_event", None)
+    if previous is not None:
+        state.listeners.append(previous)
+    args.on_event = state.emit
     if not state.window_open:
         close_window(node, state)
     if identity is not None:

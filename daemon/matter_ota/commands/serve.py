@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         args.discriminator if args.discriminator is not None else "unset", len(INSTALLERS),
     )
     transport = UdpTransport(node, host=args.listen, port=args.port,
-                             on_event=node_state(node, args).emit)
+                             on_event=getattr(args, "on_event", None))
     try:
         transport.open()
     except OSError as exc:
