@@ -4,6 +4,7 @@ everything, the fabric committed to the state store and back after a restart."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from im_client import Client, Conversation
 from msg_pair import KEYS, drain_events, make_node, secure_pair
 
@@ -33,10 +36,13 @@ from matter_ota.commissioning.commissionee import (
     FabricStore,
     FailSafeExpired,
     MemoryFabricStore,
+    NocRefused,
+    NocStatus,
 )
 from matter_ota.commissioning.machine import Phase
 from matter_ota.commissioning.persist import StoreFabrics
 from matter_ota.crypto import attestation, certs
+from matter_ota.crypto.certs import CertificateError
 from matter_ota.crypto.certs_x509 import signature_to_der
 from matter_ota.fabrics import CertificateAuthority, FabricTable
 from matter_ota.im.acl import AccessControl, AccessControlEntry, AuthMode, Privilege
@@ -398,3 +404,41 @@ def test_an_unreadable_stored_fabric_is_skipped(identity: attestation.DeviceAtte
     loaded = fabrics.load()
     assert [f.fabric_index for f, _ in loaded] == [1]
     store.close()
+
+
+_CA = CertificateAuthority(fabric_id=1, now=NOW)
+_VALID_NOC = _CA.issue(0x55).noc
+
+
+def _mutated(data: bytes) -> st.SearchStrategy[bytes]:
+    """``data`` with one byte changed, truncated, or as is."""
+    return st.one_of(
+        st.just(data),
+        st.integers(0, len(data) - 1).map(lambda n: data[:n]),
+        st.tuples(st.integers(0, len(data) - 1), st.integers(1, 255)).map(
+            lambda p: data[:p[0]] + bytes([data[p[0]] ^ p[1]]) + data[p[0] + 1:]),
+    )
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(root=st.one_of(st.binary(max_size=300), _mutated(_CA.rcac.to_tlv())),
+       noc=st.one_of(st.binary(max_size=300), _mutated(_VALID_NOC)),
+       icac=st.one_of(st.none(), st.binary(max_size=300),
+                      _mutated(_CA.icac.to_tlv())))  # type: ignore[union-attr]
+def test_random_certificates_are_refused_cleanly(identity: attestation.DeviceAttestation,
+                                                 root: bytes, noc: bytes,
+                                                 icac: bytes | None) -> None:
+    """Whatever a commissioner sends as certificates, the answer is a refusal with a status,
+    never another exception (which the IM server would turn into FAILURE). The NOC is never
+    for the CSR's key here, so no fabric is ever added."""
+    device = make_device(identity)
+    c = device.commissionee
+    c.arm(60, 0, 0, None, 0.0)
+    c.csr(bytes(32), False, bytes(16))
+    with contextlib.suppress(CertificateError):
+        c.add_root(root)
+    with pytest.raises(NocRefused) as info:
+        c.add_noc(noc, icac, bytes(16), ADMIN, 0xFFF1, None, 0.0)
+    assert info.value.status in (NocStatus.INVALID_PUBLIC_KEY, NocStatus.INVALID_NOC)
+    assert len(device.fabrics) == 0 and c.phase in (Phase.ARMED, Phase.ROOT_ADDED)
