@@ -204,6 +204,12 @@ def test_full_commissioning(identity: attestation.DeviceAttestation) -> None:
     _, r2 = invoke(client, GC, 0x04, {})
     assert r2 is not None and r2[0] == 2
     assert device.store.fabrics == {}  # type: ignore[attr-defined]
+    # Over CASE but on another fabric: InvalidAuthentication too.
+    device.access.set_entries(7, [AccessControlEntry(7, Privilege.ADMINISTER, AuthMode.CASE,
+                                                     (5,))])
+    stranger, _ = connect(device, SessionKind.CASE, fabric_index=7, peer=5)
+    _, r2 = invoke(stranger, GC, 0x04, {})
+    assert r2 is not None and r2[0] == 2
     case_client, _ = connect(device, SessionKind.CASE, fabric_index=1, peer=ADMIN)
     _, r3 = invoke(case_client, GC, 0x04, {})
     assert r3 is not None and r3[0] == 0
@@ -330,6 +336,19 @@ def commissioned(identity: attestation.DeviceAttestation, store: FabricStore | N
     _, r = invoke(case_client, GC, 0x04, {})
     assert r is not None and r[0] == 0
     return device, ca, case_client
+
+
+def test_an_administrator_arms_and_completes_without_changes(
+        identity: attestation.DeviceAttestation) -> None:
+    store = MemoryFabricStore()
+    device, _, client = commissioned(identity, store)
+    saved = dict(store.fabrics)
+    drain_events(device.node)
+    assert arm(client) == 0
+    _, r = invoke(client, GC, 0x04, {})
+    assert r is not None and r[0] == 0
+    assert device.commissionee.phase is Phase.IDLE and store.fabrics == saved
+    assert not any(isinstance(e, CommissioningCompleted) for e in drain_events(device.node))
 
 
 def test_update_noc_replaces_the_key_and_rolls_back(identity: attestation.DeviceAttestation

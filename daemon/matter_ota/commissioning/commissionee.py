@@ -230,26 +230,32 @@ class Commissionee:
         self.breadcrumb = breadcrumb
 
     def complete(self, fabric_index: int, session: SecureSession | None, now: float) -> None:
-        """CommissioningComplete (11.10.7.6): commit everything added under the fail-safe."""
+        """CommissioningComplete (11.10.7.6): commit everything added under the fail-safe.
+
+        Only over CASE on the fabric holding the fail-safe (the new one after AddNOC), else
+        INVALID_AUTHENTICATION. A fail-safe armed without a new NOC is simply disarmed.
+        """
         ctx = self._ctx
         self.machine.check(Event.COMPLETE)
         assert ctx is not None
-        added = ctx.added_fabric if ctx.added_fabric is not None else (
-            ctx.replaced.fabric_index if ctx.replaced is not None else None)
-        if fabric_index != added or session is None or session.kind is not SessionKind.CASE:
+        if session is None or session.kind is not SessionKind.CASE or \
+                fabric_index != ctx.armed_by:
             raise CommissioningRefused(Refusal.INVALID_AUTHENTICATION,
-                                       "CommissioningComplete must come over CASE on the new "
-                                       "fabric")
+                                       "CommissioningComplete must come over CASE on the "
+                                       "fabric holding the fail-safe")
         self.machine.advance(Event.COMPLETE)
-        fabric = self.fabrics.get(fabric_index)
-        assert fabric is not None
-        self.store.save_fabric(fabric, self.access.entries(fabric_index))
-        self.committed.add(fabric_index)
         self._ctx = None
         self.breadcrumb = 0
-        log.info("event=commissioning_complete fabric=%d node=0x%016X cfid=%s",
-                 fabric_index, fabric.node_id, fabric.compressed_fabric_id.hex().upper())
-        self.node.emit(CommissioningCompleted(fabric_index))
+        fabric = self.fabrics.get(fabric_index)
+        if (ctx.added_fabric is not None or ctx.replaced is not None) and fabric is not None:
+            self.store.save_fabric(fabric, self.access.entries(fabric_index))
+            self.committed.add(fabric_index)
+            log.info("event=commissioning_complete fabric=%d node=0x%016X cfid=%s",
+                     fabric_index, fabric.node_id, fabric.compressed_fabric_id.hex().upper())
+            self.node.emit(CommissioningCompleted(fabric_index))
+        else:
+            log.info("event=failsafe_disarmed reason=commissioning_complete fabric=%d",
+                     fabric_index)
         self._changed()
 
     def _rollback(self, reason: str) -> None:

@@ -6,6 +6,7 @@ spec's answer and leaves the phase unchanged (the h11 model). The phases::
 
     IDLE --ARM--> ARMED --ADD_ROOT--> ROOT_ADDED --ADD_NOC--> NOC_ADDED --COMPLETE--> IDLE
                   ARMED --UPDATE_NOC-----------------------> NOC_ADDED
+    any armed phase --COMPLETE--> IDLE (commits what was added; with no NOC, only disarms)
     any armed phase --ARM--> same phase (re-arm / extend)
     any armed phase --DISARM / EXPIRE--> IDLE (everything added under the fail-safe rolled back)
     ARMED, ROOT_ADDED --CSR--> same phase (a new operational key)
@@ -72,12 +73,15 @@ TRANSITIONS: dict[tuple[Phase, Event], Phase] = {
     (P.ARMED, E.ADD_ROOT): P.ROOT_ADDED,
     (P.ROOT_ADDED, E.ADD_NOC): P.NOC_ADDED,
     (P.ARMED, E.UPDATE_NOC): P.NOC_ADDED,
-    (P.NOC_ADDED, E.COMPLETE): P.IDLE,
+    # 11.10.7.6: CommissioningComplete commits whatever the fail-safe holds; an administrator
+    # who armed it over CASE without adding a NOC just disarms it (connectedhomeip agrees).
+    **{(p, E.COMPLETE): P.IDLE for p in ARMED_PHASES},
 }
 
 # 11.18.6: AddTrustedRootCertificate / CSRRequest / AddNOC / UpdateNOC need an armed
-# fail-safe and are each allowed once per fail-safe; 11.10.7.6: CommissioningComplete needs one
-# with a NOC added under it.
+# fail-safe and are each allowed once per fail-safe; 11.10.7.6: CommissioningComplete needs an
+# armed one (and, checked by the Commissionee, CASE on the fabric that holds it:
+# InvalidAuthentication otherwise).
 REFUSALS: dict[tuple[Phase, Event], Refusal] = {
     (P.IDLE, E.DISARM): Refusal.NO_FAILSAFE,  # answered OK by the cluster: nothing to disarm
     (P.IDLE, E.EXPIRE): Refusal.NO_FAILSAFE,
@@ -93,8 +97,6 @@ REFUSALS: dict[tuple[Phase, Event], Refusal] = {
     (P.NOC_ADDED, E.ADD_NOC): Refusal.CONSTRAINT_ERROR,
     (P.ROOT_ADDED, E.UPDATE_NOC): Refusal.CONSTRAINT_ERROR,
     (P.NOC_ADDED, E.UPDATE_NOC): Refusal.CONSTRAINT_ERROR,
-    (P.ARMED, E.COMPLETE): Refusal.INVALID_AUTHENTICATION,
-    (P.ROOT_ADDED, E.COMPLETE): Refusal.INVALID_AUTHENTICATION,
 }
 
 
