@@ -251,6 +251,8 @@ def test_illegal_steps_answer_with_the_spec_status(identity: attestation.DeviceA
     client2, _ = connect(device2)
     arm(client2)
     assert invoke(client2, OC, 0x0B, {0: noc})[0] == Status.INVALID_COMMAND
+    # A key for UpdateNOC over PASE: INVALID_COMMAND.
+    assert invoke(client2, OC, 0x04, {0: bytes(32), 1: True})[0] == Status.INVALID_COMMAND
     # Bad nonce length: INVALID_COMMAND from the schema.
     assert invoke(client2, OC, 0x00, {0: b"short"})[0] == Status.INVALID_COMMAND
 

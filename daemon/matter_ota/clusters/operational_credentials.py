@@ -20,7 +20,7 @@ from matter_ota.crypto.certs import CertificateError
 from matter_ota.im.acl import Privilege
 from matter_ota.im.messages import Status
 from matter_ota.im.model import Attribute, Cluster, Context, IMStatusError, command, constant
-from matter_ota.messaging.session import SecureSession
+from matter_ota.messaging.session import SecureSession, SessionKind
 
 FABRIC_INDEX_TAG = 0xFE  # 7.13.6
 MAX_CERT = 400  # 11.18.4.x: a Matter certificate is at most 400 octets
@@ -211,6 +211,10 @@ class OperationalCredentialsCluster(Cluster):
 
     @command(0x04, CSRRequest, privilege=Privilege.ADMINISTER, response_id=0x05)
     def csr_request(self, ctx: Context, request: CSRRequest) -> CSRResponse:
+        # 11.18.6.5: a key for UpdateNOC is asked over CASE, by the fabric it is for.
+        if request.is_for_update_noc and (ctx.session is None
+                                          or ctx.session.kind is not SessionKind.CASE):
+            raise IMStatusError(Status.INVALID_COMMAND, reason="IsForUpdateNOC over PASE")
         try:
             elements, signature = self.commissionee.csr(
                 request.nonce, bool(request.is_for_update_noc), _challenge(ctx))
