@@ -9,9 +9,9 @@ TLV encoding and, for the wildcard read, chunking with its StatusResponse step.
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
+from functools import partial
 
+from benchlib import calls_per_second
 from im_client import Client, path
 from msg_pair import make_node, secure_pair
 
@@ -42,14 +42,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def _rate(fn: Callable[[], None], seconds: float) -> float:
-    for _ in range(20):
-        fn()
-    count, start = 0, time.perf_counter()
-    while (now := time.perf_counter()) < start + seconds:
-        fn()
-        count += 1
-    return count / (now - start)
+_rate = partial(calls_per_second, batch=1, warmup=20)
 
 
 def _im_client() -> Client:

@@ -13,10 +13,10 @@ in the same run:
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from benchlib import calls_per_second
 
 from matter_ota import tlv
 
@@ -53,18 +53,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def _rate(fn: Callable[[], object], seconds: float) -> float:
-    for _ in range(200):  # warm up
-        fn()
-    count, start = 0, time.perf_counter()
-    deadline = start + seconds
-    while True:
-        for _ in range(100):
-            fn()
-        count += 100
-        now = time.perf_counter()
-        if now >= deadline:
-            return count / (now - start)
+_rate = calls_per_second
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,15 +9,12 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
+from image_samples import DROP, MAGIC, header_tlv, raw_image
 
-from matter_ota import tlv
 from matter_ota.cli import main
 from matter_ota.tlv import uint
-
-MAGIC = 0x1BEEF11E
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -27,37 +24,6 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
         code = int(exc.code or 0)
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def fields(**overrides: Any) -> dict[int, Any]:
-    base: dict[int, Any] = {
-        0: uint(0xFFF1),
-        1: uint(0x8000),
-        2: uint(2),
-        3: "2.0",
-        4: uint(3),
-        8: uint(1),
-        9: hashlib.sha256(b"abc").digest(),
-    }
-    base.update({int(k[1:]): v for k, v in overrides.items()})
-    return {k: v for k, v in base.items() if v is not _DROP}
-
-
-_DROP = object()
-
-
-def image(
-    body: dict[int, Any] | None = None,
-    payload: bytes = b"abc",
-    *,
-    identifier: int = MAGIC,
-    total_delta: int = 0,
-    header_size: int | None = None,
-) -> bytes:
-    encoded = tlv.encode(fields() if body is None else body)
-    size = len(encoded) if header_size is None else header_size
-    total = 16 + len(encoded) + len(payload) + total_delta
-    return struct.pack("<IQI", identifier, total, size) + encoded + payload
 
 
 @pytest.fixture
@@ -175,24 +141,24 @@ def test_create_with_each_digest_name(
 
 
 REFUSALS: list[tuple[str, bytes, list[str], str]] = [
-    ("identifier", image(identifier=0x12345678), [], "bad file identifier 0x12345678"),
-    ("short", image()[:10], [], "truncated at byte 10: "),
-    ("cut-payload", image()[:-1], [], "truncated at byte "),
-    ("limit", image(header_size=5000), [], "header size 5000 over the limit of 1024 bytes"),
+    ("identifier", raw_image(identifier=0x12345678), [], "bad file identifier 0x12345678"),
+    ("short", raw_image()[:10], [], "truncated at byte 10: "),
+    ("cut-payload", raw_image()[:-1], [], "truncated at byte "),
+    ("limit", raw_image(header_size=5000), [], "header size 5000 over the limit of 1024 bytes"),
     (
         "garbage",
         struct.pack("<IQI", MAGIC, 20, 4) + b"\xff\xff\xff\xff",
         [],
         "malformed header TLV: ",
     ),
-    ("missing", image(fields(t2=_DROP)), [], "missing mandatory field 2 (SoftwareVersion)"),
-    ("long", image(fields(t3="v" * 65)), [], "version string too long: "),
-    ("sizes", image(total_delta=7), [], "total/payload size mismatch: "),
-    ("digest-type", image(fields(t8=uint(13))), [], "unknown digest type 13 "),
-    ("digest", image(payload=b"abd"), [], "digest mismatch: "),
-    ("vendor", image(), ["--vendor-id", "0xFFF2"], "vendor ID 0xFFF1 in the image, 0xFFF2 was"),
-    ("product", image(), ["--product-id", "1"], "product ID 0x8000 in the image, 0x0001 was"),
-    ("version", image(), ["--version", "3"], "software version 2 in the image, 3 was asked"),
+    ("missing", raw_image(header_tlv(t2=DROP)), [], "missing mandatory field 2 (SoftwareVersion)"),
+    ("long", raw_image(header_tlv(t3="v" * 65)), [], "version string too long: "),
+    ("sizes", raw_image(total=len(raw_image()) + 7), [], "total/payload size mismatch: "),
+    ("digest-type", raw_image(header_tlv(t8=uint(13))), [], "unknown digest type 13 "),
+    ("digest", raw_image(payload=b"abd"), [], "digest mismatch: "),
+    ("vendor", raw_image(), ["--vendor-id", "0xFFF2"], "vendor ID 0xFFF1 in the image, 0xFFF2 was"),
+    ("product", raw_image(), ["--product-id", "1"], "product ID 0x8000 in the image, 0x0001 was"),
+    ("version", raw_image(), ["--version", "3"], "software version 2 in the image, 3 was asked"),
 ]
 
 
@@ -224,10 +190,10 @@ def test_verify_refusals_are_one_line(
 def test_show_refuses_a_bad_header_but_not_a_bad_payload(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "a.ota").write_bytes(image(fields(t8=uint(99))))
+    (tmp_path / "a.ota").write_bytes(raw_image(header_tlv(t8=uint(99))))
     code, _, err = run(capsys, "image", "show", str(tmp_path / "a.ota"))
     assert code == 1 and "unknown digest type 99" in err
-    (tmp_path / "b.ota").write_bytes(image(payload=b"abd"))  # show reads the header only
+    (tmp_path / "b.ota").write_bytes(raw_image(payload=b"abd"))  # show reads the header only
     assert run(capsys, "image", "show", str(tmp_path / "b.ota"))[0] == 0
 
 
@@ -297,7 +263,7 @@ def test_unwritable_output_is_named(
 
 def test_refusal_through_python_m_is_one_line_without_traceback(tmp_path: Path) -> None:
     # `python -m matter_ota.cli` runs cli.py as __main__; CliError must still be caught there.
-    (tmp_path / "bad.ota").write_bytes(image(identifier=0))
+    (tmp_path / "bad.ota").write_bytes(raw_image(identifier=0))
     daemon = Path(__file__).resolve().parent.parent / "daemon"
     done = subprocess.run(
         [sys.executable, "-m", "matter_ota.cli", "image", "verify", str(tmp_path / "bad.ota")],

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from image_samples import DROP, MAGIC, header_tlv, raw_image
 
 from matter_ota import ota_image, tlv
 from matter_ota.ota_image import (
@@ -26,46 +27,6 @@ from matter_ota.ota_image import (
     verify_bytes,
 )
 from matter_ota.tlv import uint
-
-MAGIC = 0x1BEEF11E
-
-
-def header_tlv(**overrides: Any) -> dict[int, Any]:
-    """A valid header's TLV fields (sha-256 of b"abc"); overrides by tag number ``t<N>``."""
-    fields: dict[int, Any] = {
-        0: uint(0xFFF1),
-        1: uint(0x8000),
-        2: uint(2),
-        3: "2.0",
-        4: uint(3),
-        8: uint(1),
-        9: hashlib.sha256(b"abc").digest(),
-    }
-    for key, value in overrides.items():
-        tag = int(key[1:])
-        if value is _DROP:
-            del fields[tag]
-        else:
-            fields[tag] = value
-    return fields
-
-
-_DROP = object()
-
-
-def raw_image(
-    fields: dict[int, Any] | bytes,
-    payload: bytes = b"abc",
-    *,
-    identifier: int = MAGIC,
-    total: int | None = None,
-    header_size: int | None = None,
-) -> bytes:
-    """An image assembled by hand, so that every field can be wrong on purpose."""
-    body = fields if isinstance(fields, bytes) else tlv.encode(fields)
-    size = len(body) if header_size is None else header_size
-    total = 16 + len(body) + len(payload) if total is None else total
-    return struct.pack("<IQI", identifier, total, size) + body + payload
 
 
 def refusal(data: bytes) -> OtaImageError:
@@ -309,7 +270,7 @@ def test_malformed_header_tlv(body: bytes) -> None:
     [(0, "VendorID"), (2, "SoftwareVersion"), (4, "PayloadSize"), (9, "ImageDigest")],
 )
 def test_missing_mandatory_field(tag: int, name: str) -> None:
-    exc = refusal(raw_image(header_tlv(**{f"t{tag}": _DROP})))
+    exc = refusal(raw_image(header_tlv(**{f"t{tag}": DROP})))
     assert exc.reason is Reason.MISSING_FIELD
     assert str(exc) == f"missing mandatory field {tag} ({name})"
 

@@ -18,6 +18,7 @@ from matter_ota.messaging.status import (
     StatusReport,
 )
 from matter_ota.messaging.status import SecureChannelOpcode as Op
+from matter_ota.secure_channel.common import Send
 from matter_ota.secure_channel.pase import (
     PaseError,
     PaseInitiator,
@@ -25,7 +26,6 @@ from matter_ota.secure_channel.pase import (
     PaseResult,
     PaseServer,
     PeerReportedFailure,
-    Send,
     State,
     UnexpectedMessage,
 )

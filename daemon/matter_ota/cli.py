@@ -2,6 +2,8 @@
 
 Each sub-command lives in its own module under :mod:`matter_ota.commands` and exposes
 ``register(subparsers)``; modules are discovered, so adding a command touches no shared file.
+Only the module of the command being run is imported (see :func:`build_parser`): name a module
+after its command (``setup-code`` -> ``setup_code.py``) and keep its imports to what it runs.
 Expected failures raise :class:`CliError` and end with a one-line message and a meaningful
 exit code, never a traceback.
 """
@@ -31,24 +33,57 @@ class CliError(Exception):
         self.code = code
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_modules() -> list[str]:
+    """The names of the sub-command modules, found without importing them."""
+    return sorted(
+        m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")
+    )
+
+
+def _named_command(argv: Sequence[str]) -> str | None:
+    """The sub-command ``argv`` names: its first word that is not an option (the top-level
+    parser has no option taking a value)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def _asks_help(argv: Sequence[str]) -> bool:
+    return any(w == "-h" or (len(w) > 2 and "--help".startswith(w)) for w in argv)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with the sub-commands that parsing ``argv`` needs (all without ``argv``).
+
+    Importing a command module imports what its command runs on (the node, crypto, the state
+    store...), so only the module that registers the command ``argv`` names is imported: the one
+    named after it first, then the others in order until one has registered it. ``--version``
+    needs none; ``--help``, no command or an unknown one need all (the list of choices).
+    """
     parser = argparse.ArgumentParser(
         prog="matter-ota",
         description="Matter OTA Provider daemon and release console.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
-        module.register(sub)
+    names = command_modules()
+    wanted = _named_command(argv) if argv is not None else None
+    if wanted is not None and argv is not None and _asks_help(argv[: list(argv).index(wanted)]):
+        wanted = None  # `matter-ota -h image`: the top-level help, with every command
+    if wanted is None and argv is not None and "--version" in argv and not _asks_help(argv):
+        return parser
+    if wanted is not None:
+        first = wanted.replace("-", "_")
+        names = [first, *(n for n in names if n != first)] if first in names else names
+    for name in names:
+        importlib.import_module(f"{commands.__name__}.{name}").register(sub)
+        if wanted is not None and wanted in sub.choices:
+            break
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run ``matter-ota`` with ``argv`` (default: the process arguments); the exit code."""
+    words = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(words).parse_args(words)
     try:
         result: int | None = args.func(args)
     except CliError as exc:

@@ -29,6 +29,7 @@ def private_key_from_bytes(scalar: bytes) -> ec.EllipticCurvePrivateKey:
 
 
 def private_key_bytes(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The 32-byte big-endian scalar of a P-256 private key."""
     return key.private_numbers().private_value.to_bytes(32, "big")
 
 
@@ -79,6 +80,7 @@ class FabricInfo:
 
     @property
     def private_key(self) -> ec.EllipticCurvePrivateKey:
+        """The node's operational private key on this fabric (its NOC's key)."""
         key: ec.EllipticCurvePrivateKey = self.__dict__["_key"]
         return key
 
@@ -111,6 +113,7 @@ class FabricInfo:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FabricInfo:
+        """The inverse of :meth:`to_dict`."""
         return cls(
             fabric_index=int(d["fabric_index"]),
             rcac=bytes.fromhex(d["rcac"]),
@@ -138,6 +141,7 @@ class FabricTable:
         return len(self._by_index)
 
     def get(self, fabric_index: int) -> FabricInfo | None:
+        """The fabric at ``fabric_index``, or None."""
         return self._by_index.get(fabric_index)
 
     def next_index(self) -> int:
@@ -159,6 +163,7 @@ class FabricTable:
         self._by_index[fabric.fabric_index] = fabric
 
     def remove(self, fabric_index: int) -> FabricInfo | None:
+        """Remove the fabric at ``fabric_index``; the removed entry, or None."""
         return self._by_index.pop(fabric_index, None)
 
     def find_by_destination_id(

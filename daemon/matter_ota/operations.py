@@ -87,9 +87,11 @@ class Console:
 
     @property
     def releases_path(self) -> Path:
+        """releases.yaml, as provider.yaml names it."""
         return self.provider.releases_file
 
     def now(self) -> datetime:
+        """The console clock as an aware UTC datetime, in whole seconds."""
         # Whole seconds: released_at is read by people and diffed in git.
         return datetime.fromtimestamp(int(self.clock()), UTC)
 
@@ -100,6 +102,7 @@ class Console:
         return load_releases(path or self.releases_path, self.provider.channel_names)
 
     def current(self) -> ReleasesConfig:
+        """releases.yaml, which must be valid before an edit (OperationError otherwise)."""
         try:
             return self.load()
         except ConfigError as exc:
@@ -138,6 +141,7 @@ class Console:
             return None, warnings
 
     def check_channel(self, channel: str) -> None:
+        """OperationError unless provider.yaml defines ``channel``."""
         names = self.provider.channel_names
         if channel not in names:
             raise OperationError(
@@ -228,14 +232,17 @@ class Console:
             raise
 
     def stop(self, channel: str, product: Product | None) -> Change:
+        """Stop the channel's release: INACTIVE, no new offers (see :mod:`.policy.transitions`)."""
         key = ReleaseKey(channel, self.resolve_product(channel, product))
         return self._apply("stop", key, lambda r: transitions.stop(r, now=self.now()))
 
     def resume(self, channel: str, product: Product | None) -> Change:
+        """Resume a stopped release: LIVE again with the same seed and percent."""
         key = ReleaseKey(channel, self.resolve_product(channel, product))
         return self._apply("resume", key, lambda r: transitions.resume(r, now=self.now()))
 
     def increase(self, channel: str, percent: int, product: Product | None) -> Change:
+        """Grow the release's rollout to ``percent`` (never shrinks it)."""
         if not _is_percent(percent):
             _bad(percent)
         key = ReleaseKey(channel, self.resolve_product(channel, product))

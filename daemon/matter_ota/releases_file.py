@@ -41,6 +41,7 @@ class ReleasesConfig:
     lines: dict[ReleaseKey, int] = field(default_factory=dict, compare=False)
 
     def get(self, channel: str, product: Product) -> Release | None:
+        """The release of ``product`` on ``channel``, or None."""
         for release in self.releases:
             if release.channel == channel and release.product == product:
                 return release

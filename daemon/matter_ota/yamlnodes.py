@@ -65,6 +65,7 @@ class Doc:
 
     @classmethod
     def parse(cls, text: str, path: Path) -> Doc:
+        """``text`` composed into YAML nodes; ConfigError with the line on a syntax error."""
         try:
             root = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.MarkedYAMLError as exc:
@@ -80,6 +81,7 @@ class Doc:
 
     @classmethod
     def load(cls, path: Path) -> Doc:
+        """:meth:`parse` of the file at ``path``; ConfigError when it cannot be read."""
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -93,6 +95,7 @@ class Doc:
         return cls.parse(text, path)
 
     def error(self, node: yaml.Node | None, message: str, hint: str) -> NoReturn:
+        """Raise ConfigError at ``node``'s line and column, with what to do."""
         if node is None:
             raise ConfigError(self.path, None, None, message, hint)
         mark = node.start_mark
@@ -162,6 +165,7 @@ class Doc:
     # --- scalars ----------------------------------------------------------------------------
 
     def scalar(self, node: yaml.Node, what: str) -> yaml.ScalarNode:
+        """``node`` if it is a single value, else an error naming ``what``."""
         if not isinstance(node, yaml.ScalarNode):
             self.error(node, f"{what} must be a single value, not a list or mapping",
                        "write one value after the colon")
@@ -176,6 +180,7 @@ class Doc:
 
     def string(self, node: yaml.Node, what: str, *, max_len: int | None = None,
                pattern: str | None = None, hint: str = "") -> str:
+        """A string, at most ``max_len`` characters and matching ``pattern`` when given."""
         value = self.text(node, what)
         if max_len is not None and len(value) > max_len:
             self.error(node, f"{what} is {len(value)} characters, at most {max_len} allowed",
@@ -186,6 +191,7 @@ class Doc:
 
     def integer(self, node: yaml.Node, what: str, low: int | None = None,
                 high: int | None = None) -> int:
+        """An integer (decimal, 0x, 0o, 0b; ``_`` separators), within [low, high] when given."""
         scalar = self.scalar(node, what)
         raw = str(scalar.value).replace("_", "").strip()
         value: int | None = None
@@ -213,6 +219,7 @@ class Doc:
         return int(body, 16)
 
     def boolean(self, node: yaml.Node, what: str) -> bool:
+        """An unquoted YAML boolean."""
         scalar = self.scalar(node, what)
         if scalar.tag != BOOL_TAG or scalar.style is not None:
             self.error(node, f"{what} must be true or false, not {scalar.value!r}",
@@ -220,6 +227,7 @@ class Doc:
         return str(scalar.value).lower() in ("true", "yes", "on", "y")
 
     def number(self, node: yaml.Node, what: str, low: float, high: float) -> float:
+        """An int or float within [low, high]."""
         scalar = self.scalar(node, what)
         try:
             value = float(str(scalar.value).replace("_", ""))
@@ -309,6 +317,7 @@ _INTEGER = re.compile(r"[+-]?(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|[0-9]+)")
 
 
 def is_null(node: yaml.Node) -> bool:
+    """True for an empty value or an unquoted ``null`` / ``~``."""
     return isinstance(node, yaml.ScalarNode) and node.tag == NULL_TAG and node.style is None
 
 

@@ -9,27 +9,17 @@ subscription report of a change.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from .chip_controller import run_controller
 from .daemon import serve
-from .netns import Namespace, network_namespace, unavailable_reason
+from .netns import Namespace
 
 pytestmark = pytest.mark.interop
 
 PASSCODE = 20202021
-
-
-@pytest.fixture
-def ns() -> Iterator[Namespace]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    with network_namespace("im") as namespace:
-        yield namespace
 
 
 def test_chip_controller_reads_writes_invokes_subscribes(ns: Namespace, tmp_path: Path) -> None:

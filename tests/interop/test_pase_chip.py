@@ -10,28 +10,18 @@ credentials are absent.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from .chip_controller import run_controller
 from .daemon import serve
-from .netns import Namespace, network_namespace, unavailable_reason
+from .netns import Namespace
 
 pytestmark = pytest.mark.interop
 
 PASSCODE = 20202021
 DISCRIMINATOR = 3840
-
-
-@pytest.fixture
-def ns() -> Iterator[Namespace]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    with network_namespace("pase") as namespace:
-        yield namespace
 
 
 def daemon_args(port: int = 5540) -> tuple[str, ...]:

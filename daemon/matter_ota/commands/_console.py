@@ -19,6 +19,7 @@ from matter_ota.yamlnodes import ConfigError
 
 
 def load_provider_config(args: argparse.Namespace) -> ProviderConfig:
+    """provider.yaml from ``--config`` (or the default path); an invalid file is a CliError."""
     path: Path = args.config if args.config is not None else default_config_path()
     try:
         return load_provider(path)
@@ -27,6 +28,7 @@ def load_provider_config(args: argparse.Namespace) -> ProviderConfig:
 
 
 def state_dir(args: argparse.Namespace, provider: ProviderConfig) -> Path:
+    """``--state-dir``, else the config's ``state_dir``."""
     return Path(args.state_dir) if args.state_dir is not None else provider.state_dir
 
 
@@ -71,10 +73,12 @@ def product_arg(text: str) -> Product:
 
 
 def channel_arg(text: str) -> str:
+    """argparse type of ``--channel``: any non-empty name (the config says which exist)."""
     if not text:
         raise argparse.ArgumentTypeError("the channel name is empty")
     return text
 
 
 def usage_error(message: str) -> CliError:
+    """A CliError with the usage exit code (2)."""
     return CliError(message, EXIT_USAGE)

@@ -47,6 +47,7 @@ def hkdf(ikm: bytes, salt: bytes, info: bytes, length: int = KEY_LENGTH) -> byte
 
 
 def sha256(*parts: bytes) -> bytes:
+    """SHA-256 of the concatenated ``parts`` (Crypto_Hash, spec 3.3)."""
     return hashlib.sha256(b"".join(parts)).digest()
 
 

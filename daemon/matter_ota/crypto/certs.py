@@ -32,6 +32,7 @@ from matter_ota.crypto.certs_tlv import (
     CertificateError,
     DistinguishedName,
     ExtendedKeyUsage,
+    Extension,
     KeyUsage,
     MatterCertificate,
     SubjectKeyId,
@@ -60,8 +61,18 @@ __all__ = [
 # 2.5.5.x: operational node ids; group, temporary and reserved ranges lie above this
 MAX_OPERATIONAL_NODE_ID = 0xFFFF_FFEF_FFFF_FFFF
 MAX_CATS = 3  # 6.6.2.1.2
-DEFAULT_VALIDITY_S = 10 * 365 * 24 * 3600
+DEFAULT_VALIDITY_S = 10 * 365 * 24 * 3600  # ours, for certificates we issue without not_after
 ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())  # immutable; shared by every sign / verify
+# 6.5.11: what our CA certificates and NOCs are for (the extensions before the key ids)
+_CA_USAGE: tuple[Extension, ...] = (
+    BasicConstraints(True),
+    KeyUsage(KU_KEY_CERT_SIGN | KU_CRL_SIGN),
+)
+_NOC_USAGE: tuple[Extension, ...] = (
+    BasicConstraints(False),
+    KeyUsage(KU_DIGITAL_SIGNATURE),
+    ExtendedKeyUsage((EKU_CLIENT_AUTH, EKU_SERVER_AUTH)),
+)
 
 
 def generate_key() -> ec.EllipticCurvePrivateKey:
@@ -145,6 +156,37 @@ def _validity(now: int, not_before: int | None, not_after: int | None) -> tuple[
     return max(0, start), end
 
 
+def _issue(
+    *,
+    subject: DistinguishedName,
+    public_key: bytes,
+    usage: tuple[Extension, ...],
+    issuer: DistinguishedName,
+    issuer_public_key: bytes,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    now: int,
+    not_before: int | None,
+    not_after: int | None,
+) -> MatterCertificate:
+    """A certificate carrying the ``usage`` extensions, then the subject and authority key
+    ids, signed by ``issuer_key``."""
+    start, end = _validity(now, not_before, not_after)
+    cert = MatterCertificate(
+        serial=_serial(),
+        issuer=issuer,
+        not_before=start,
+        not_after=end,
+        subject=subject,
+        public_key=public_key,
+        extensions=(
+            *usage,
+            SubjectKeyId(key_id(public_key)),
+            AuthorityKeyId(key_id(issuer_public_key)),
+        ),
+    )
+    return sign_certificate(cert, issuer_key)
+
+
 def make_rcac(
     key: ec.EllipticCurvePrivateKey,
     *,
@@ -157,22 +199,11 @@ def make_rcac(
     """A self-signed root CA certificate. Times are Unix seconds; ``not_after=0``: no expiry."""
     pub = public_key_bytes(key)
     dn = DistinguishedName.build(rcac_id=rcac_id, fabric_id=fabric_id)
-    start, end = _validity(now, not_before, not_after)
-    cert = MatterCertificate(
-        serial=_serial(),
-        issuer=dn,
-        not_before=start,
-        not_after=end,
-        subject=dn,
-        public_key=pub,
-        extensions=(
-            BasicConstraints(True),
-            KeyUsage(KU_KEY_CERT_SIGN | KU_CRL_SIGN),
-            SubjectKeyId(key_id(pub)),
-            AuthorityKeyId(key_id(pub)),
-        ),
-    )
-    return sign_certificate(cert, key)
+    return _issue(
+        subject=dn, public_key=pub, usage=_CA_USAGE,
+        issuer=dn, issuer_public_key=pub, issuer_key=key,
+        now=now, not_before=not_before, not_after=not_after,
+    )  # fmt: skip
 
 
 def make_icac(
@@ -187,22 +218,12 @@ def make_icac(
     not_after: int | None = None,
 ) -> MatterCertificate:
     """An intermediate CA certificate for ``public_key`` issued by the root ``issuer``."""
-    start, end = _validity(now, not_before, not_after)
-    cert = MatterCertificate(
-        serial=_serial(),
-        issuer=issuer.subject,
-        not_before=start,
-        not_after=end,
+    return _issue(
         subject=DistinguishedName.build(icac_id=icac_id, fabric_id=fabric_id),
-        public_key=public_key,
-        extensions=(
-            BasicConstraints(True),
-            KeyUsage(KU_KEY_CERT_SIGN | KU_CRL_SIGN),
-            SubjectKeyId(key_id(public_key)),
-            AuthorityKeyId(key_id(issuer.public_key)),
-        ),
-    )
-    return sign_certificate(cert, issuer_key)
+        public_key=public_key, usage=_CA_USAGE,
+        issuer=issuer.subject, issuer_public_key=issuer.public_key, issuer_key=issuer_key,
+        now=now, not_before=not_before, not_after=not_after,
+    )  # fmt: skip
 
 
 def make_noc(
@@ -222,23 +243,12 @@ def make_noc(
         raise CertificateError(f"node id 0x{node_id:016X} is not an operational node id")
     if len(cats) > MAX_CATS:
         raise CertificateError(f"at most {MAX_CATS} CASE Authenticated Tags")
-    start, end = _validity(now, not_before, not_after)
-    cert = MatterCertificate(
-        serial=_serial(),
-        issuer=issuer.subject,
-        not_before=start,
-        not_after=end,
+    return _issue(
         subject=DistinguishedName.build(node_id=node_id, fabric_id=fabric_id, cats=cats),
-        public_key=public_key,
-        extensions=(
-            BasicConstraints(False),
-            KeyUsage(KU_DIGITAL_SIGNATURE),
-            ExtendedKeyUsage((EKU_CLIENT_AUTH, EKU_SERVER_AUTH)),
-            SubjectKeyId(key_id(public_key)),
-            AuthorityKeyId(key_id(issuer.public_key)),
-        ),
-    )
-    return sign_certificate(cert, issuer_key)
+        public_key=public_key, usage=_NOC_USAGE,
+        issuer=issuer.subject, issuer_public_key=issuer.public_key, issuer_key=issuer_key,
+        now=now, not_before=not_before, not_after=not_after,
+    )  # fmt: skip
 
 
 def make_csr(key: ec.EllipticCurvePrivateKey) -> bytes:

@@ -128,27 +128,32 @@ class DistinguishedName:
 
 @dataclass(frozen=True, slots=True)
 class BasicConstraints:
+    """6.5.11.1 basic-constraints: CA or not, optional path length."""
     is_ca: bool
     path_len: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class KeyUsage:
+    """6.5.11.2 key-usage: a bitmap of the ``KU_*`` bits."""
     bits: int
 
 
 @dataclass(frozen=True, slots=True)
 class ExtendedKeyUsage:
+    """6.5.11.3 extended-key-usage: the ``EKU_*`` key purpose ids, in order."""
     purposes: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class SubjectKeyId:
+    """6.5.11.4 subject-key-identifier (20 octets; ours: SHA-1 of the public key)."""
     key_id: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class AuthorityKeyId:
+    """6.5.11.5 authority-key-identifier: the issuer's subject key id."""
     key_id: bytes
 
 
@@ -223,6 +228,7 @@ class MatterCertificate:
         return bc is not None and bc.is_ca
 
     def with_signature(self, signature: bytes) -> MatterCertificate:
+        """A copy carrying ``signature`` (64 bytes, r || s)."""
         return dataclasses.replace(self, signature=signature)
 
     # ---- TLV ------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ INVALID_PASSCODES = frozenset(
 
 #: Spec 4.14.1.3: prefix of the PAKE context hash.
 CONTEXT_PREFIX = b"CHIP PAKE V1 Commissioning"
-_CONFIRMATION_INFO = b"ConfirmationKeys"
+_CONFIRMATION_INFO = b"ConfirmationKeys"  # spec 3.10: HKDF info of KcA || KcB
 
 
 class Spake2pError(ValueError):
@@ -172,6 +172,7 @@ class PaseVerifier:
 
     @classmethod
     def deserialize(cls, data: bytes) -> PaseVerifier:
+        """The verifier from :meth:`serialize`'s form; Spake2pError when malformed."""
         if len(data) != VERIFIER_LEN:
             raise Spake2pError(f"PASE verifier must be {VERIFIER_LEN} bytes, got {len(data)}")
         w0 = int.from_bytes(data[:SCALAR_LEN], "big")

@@ -143,9 +143,11 @@ class DigestAlgorithm:
     size: int  # bytes kept; the truncated sha-256 variants keep the leftmost bits
 
     def new(self) -> _Hasher:
+        """A fresh hashlib object for this algorithm."""
         return hashlib.new(self.hashlib_name)
 
     def finish(self, hasher: _Hasher) -> bytes:
+        """The digest, truncated to this algorithm's size."""
         return hasher.digest()[: self.size]
 
 
@@ -226,10 +228,12 @@ class OtaImageHeader:
 
     @property
     def payload_offset(self) -> int:
+        """Where the payload starts in the file: the fixed prefix plus the TLV header."""
         return PREFIX_SIZE + self.header_size
 
     @property
     def digest_algorithm(self) -> DigestAlgorithm:
+        """The algorithm the header's ImageDigestType names."""
         return DIGESTS[self.digest_type]
 
     def applies_to(self, running_version: int) -> bool:

@@ -133,6 +133,7 @@ class DeviceMatch:
     fabric: int | None = None
 
     def matches(self, ref: DeviceRef) -> bool:
+        """True for this node id, on this fabric (or on any when none is given)."""
         return self.node == ref.node and (self.fabric is None or self.fabric == ref.fabric)
 
     def __str__(self) -> str:
@@ -246,10 +247,12 @@ class Release:
 
     @cached_property
     def key(self) -> ReleaseKey:
+        """(channel, product): one release per key."""
         return ReleaseKey(self.channel, self.product)
 
     @property
     def live(self) -> bool:
+        """True while the release makes new offers."""
         return self.status is ReleaseStatus.LIVE
 
     @property
@@ -259,16 +262,20 @@ class Release:
 
     @cached_property
     def seed_bytes(self) -> bytes:
+        """The cohort seed as the key of the cohort hash."""
         return bytes.fromhex(self.cohort_seed)
 
     @property
     def auto_stopped(self) -> bool:
+        """True when failure detection, not an operator, stopped the release."""
         return self.stop_reason is not None and self.stop_reason.startswith(AUTO_STOP_PREFIX)
 
     def is_pinned(self, ref: DeviceRef) -> bool:
+        """True when the operator pinned the device to this release (the cohort does not decide)."""
         return bool(self.pinned) and any(m.matches(ref) for m in self.pinned)
 
     def is_excluded(self, ref: DeviceRef) -> bool:
+        """True when the operator excluded the device: never offered."""
         return bool(self.excluded) and any(m.matches(ref) for m in self.excluded)
 
 
@@ -311,6 +318,7 @@ class ImageInfo:
         return Product(self.vendor_id, self.product_id)
 
     def applies_to(self, current_version: int) -> bool:
+        """True when a device on ``current_version`` is within the image's min/max applicable."""
         if self.min_applicable is not None and current_version < self.min_applicable:
             return False
         return self.max_applicable is None or current_version <= self.max_applicable
@@ -446,11 +454,6 @@ class ReleaseFacts:
     outcomes: OutcomeCounts
 
 
-def index_releases(releases: tuple[Release, ...] | list[Release]) -> dict[ReleaseKey, Release]:
-    """Releases by (channel, product), for :attr:`ReleaseState.releases`."""
-    return {r.key: r for r in releases}
-
-
 @dataclass(frozen=True)
 class Decision:
     """The answer to one QueryImage, with the rule that produced it.
@@ -471,10 +474,12 @@ class Decision:
 
     @property
     def version(self) -> int | None:
+        """The software version offered, if any."""
         return None if self.image is None else self.image.version
 
     @property
     def offered(self) -> bool:
+        """True when the answer is UpdateAvailable."""
         return self.status is QueryStatus.UPDATE_AVAILABLE
 
 

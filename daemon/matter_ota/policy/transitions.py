@@ -49,6 +49,7 @@ class TransitionError(ReleaseError):
 
 
 class RowState(enum.Enum):
+    """What the releases table holds for one (channel, product): the rows of the table below."""
     ABSENT = "absent"
     LOCAL_LIVE = "local LIVE"
     LOCAL_INACTIVE = "local INACTIVE"
@@ -57,6 +58,7 @@ class RowState(enum.Enum):
 
 
 class Op(enum.Enum):
+    """An operation on a release, named as the operator types it."""
     RELEASE_NEW_SET = "release --new-set"
     RELEASE_SAME_SET = "release --same-set"
     STOP = "stop"
@@ -116,6 +118,7 @@ _DCL_READ_ONLY = (
 
 
 def row_state(release: Release | None) -> RowState:
+    """The table row a release (or its absence) is in."""
     if release is None:
         return RowState.ABSENT
     live = release.status is ReleaseStatus.LIVE

@@ -28,7 +28,6 @@ from __future__ import annotations
 import enum
 import hmac
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -47,14 +46,9 @@ from matter_ota.crypto.certs import CertificateError, ChainInfo
 from matter_ota.fabrics import FabricInfo, FabricTable
 from matter_ota.messaging.crypto import SessionKeys, derive_session_keys
 from matter_ota.messaging.session import DEFAULT_PARAMETERS, SessionParameters
-from matter_ota.messaging.status import (
-    GeneralCode,
-    Protocol,
-    SecureChannelCode,
-    StatusError,
-    StatusReport,
-)
+from matter_ota.messaging.status import SecureChannelCode, StatusReport
 from matter_ota.messaging.status import SecureChannelOpcode as Op
+from matter_ota.secure_channel import common
 from matter_ota.secure_channel.case_messages import (
     Sigma1,
     Sigma2,
@@ -65,42 +59,31 @@ from matter_ota.secure_channel.case_messages import (
     TBSData,
     decode_flat,
 )
+from matter_ota.secure_channel.common import (
+    HandshakeError,
+    Random,
+    Send,
+    decode_message,
+    success_report,
+)
 from matter_ota.secure_channel.resumption import ResumptionRecord, ResumptionStore
-from matter_ota.secure_channel.session_params import SessionParametersTLV
-
-Random = Callable[[int], bytes]
+from matter_ota.secure_channel.session_params import SessionParametersTLV, peer_parameters
 
 
-class CaseError(StatusError):
+class CaseError(HandshakeError):
     """A failed CASE step; ``report`` is the StatusReport to send to the peer."""
 
-    def __init__(
-        self,
-        reason: str,
-        protocol_code: int = SecureChannelCode.INVALID_PARAMETER,
-        general_code: int = GeneralCode.FAILURE,
-        data: bytes = b"",
-    ) -> None:
-        super().__init__(general_code, Protocol.SECURE_CHANNEL, protocol_code, data, reason)
 
-
-class UnexpectedMessage(CaseError):
+class UnexpectedMessage(CaseError, common.UnexpectedMessage):
     """A message the current state does not accept; the state is unchanged."""
 
 
-class PeerReportedFailure(CaseError):
+class PeerReportedFailure(CaseError, common.PeerReportedFailure):
     """The peer ended the handshake with a failure StatusReport (nothing to send back)."""
-
-    def __init__(self, report: StatusReport) -> None:
-        super().__init__(
-            f"peer reported {report.describe()}",
-            report.protocol_code,
-            report.general_code,
-            report.data,
-        )
 
 
 class State(enum.Enum):
+    """Where a CASE handshake is; each role uses some of them."""
     START = "start"
     WAIT_SIGMA1 = "wait-sigma1"
     WAIT_SIGMA2 = "wait-sigma2"
@@ -109,15 +92,6 @@ class State(enum.Enum):
     WAIT_RESUME_STATUS = "wait-resume-status"  # responder, after Sigma2_Resume
     ESTABLISHED = "established"
     FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class Send:
-    """A message to send on the handshake's exchange."""
-
-    opcode: int
-    payload: bytes
-    protocol_id: int = Protocol.SECURE_CHANNEL
 
 
 @dataclass(frozen=True)
@@ -152,27 +126,11 @@ class _Sigma2Sent:
     resumption_id: bytes
 
 
-def success_report() -> StatusReport:
-    """4.11.1.4: the StatusReport that completes a handshake."""
-    return StatusReport(
-        GeneralCode.SUCCESS,
-        Protocol.SECURE_CHANNEL,
-        SecureChannelCode.SESSION_ESTABLISHMENT_SUCCESS,
-    )
-
-
 _T = TypeVar("_T", bound=tlv.Struct)
 
 
 def _decode(schema: type[_T], payload: bytes) -> _T:
-    try:
-        return decode_flat(schema, payload)
-    except tlv.TLVError as e:
-        raise CaseError(f"malformed {schema.__name__}: {e}") from None
-
-
-def _peer_params(p: SessionParametersTLV | None) -> SessionParameters:
-    return p.to_session_parameters() if p is not None else DEFAULT_PARAMETERS
+    return decode_message(schema, payload, CaseError, decode_flat)
 
 
 def _public_bytes(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -256,6 +214,7 @@ class CaseHandshake:
 
     @property
     def done(self) -> bool:
+        """True once established or failed."""
         return self.state in (State.ESTABLISHED, State.FAILED)
 
 
@@ -292,7 +251,7 @@ class CaseResponder(CaseHandshake):
         s1 = _decode(Sigma1, payload)
         if (s1.resumption_id is None) != (s1.initiator_resume_mic is None):
             raise CaseError("Sigma1 carries half of the resumption fields")
-        peer_params = _peer_params(s1.initiator_session_params)
+        peer_params = peer_parameters(s1.initiator_session_params)
         if s1.resumption_id is not None and s1.initiator_resume_mic is not None:
             resumed = self._try_resume(s1, s1.resumption_id, s1.initiator_resume_mic, peer_params)
             if resumed is not None:
@@ -535,7 +494,7 @@ class CaseInitiator(CaseHandshake):
             local_node_id=fabric.node_id,
             peer_node_id=info.node_id,
             peer_cats=info.cats,
-            peer_params=_peer_params(s2.responder_session_params),
+            peer_params=peer_parameters(s2.responder_session_params),
             resumed=False,
             resumption=ResumptionRecord(
                 tbe.resumption_id, shared, fabric.fabric_index, info.node_id, info.cats
@@ -567,7 +526,7 @@ class CaseInitiator(CaseHandshake):
             local_node_id=self.fabric.node_id,
             peer_node_id=rec.peer_node_id,
             peer_cats=rec.peer_cats,
-            peer_params=_peer_params(s2r.responder_session_params),
+            peer_params=peer_parameters(s2r.responder_session_params),
             resumed=True,
             resumption=ResumptionRecord(
                 s2r.resumption_id,

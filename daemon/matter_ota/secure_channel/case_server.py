@@ -41,17 +41,16 @@ from matter_ota.secure_channel.case import (
     CaseResponder,
     CaseResult,
     PeerReportedFailure,
-    Random,
-    Send,
     UnexpectedMessage,
 )
+from matter_ota.secure_channel.common import Random, Send, send_all
 from matter_ota.secure_channel.resumption import ResumptionStore
 
 log = logging.getLogger("matter_ota.case")
 
 CertTime = Callable[[float], int | None]
 
-DEFAULT_MAX_PENDING = 8
+DEFAULT_MAX_PENDING = 8  # ours (no spec value): handshakes in flight before Sigma1 gets BUSY
 DEFAULT_HANDSHAKE_TIMEOUT = 30.0  # connectedhomeip: kExpectedHighProcessingTime
 BUSY_WAIT_MS = 500  # 4.11.1.4: minimum wait we ask of an initiator when BUSY
 
@@ -82,11 +81,6 @@ def install(node: Node, result: CaseResult, exchange: Exchange) -> SecureSession
     )
     node.add_secure_session(session)
     return session
-
-
-def _send_all(exchange: Exchange, sends: list[Send]) -> None:
-    for s in sends:
-        exchange.send(s.protocol_id, s.opcode, s.payload)
 
 
 class _Driver(ExchangeDelegate):
@@ -120,7 +114,7 @@ class _Driver(ExchangeDelegate):
         except CaseError as e:
             self._failed(exchange, e)
             raise  # the node sends e.report and closes the exchange
-        _send_all(exchange, sends)
+        send_all(exchange, sends)
         if hs.result is not None:
             self.session = install(self.node, hs.result, exchange)
             log.info(
@@ -237,7 +231,7 @@ class CaseServer:
         driver = _ResponderDriver(self, handshake, key)
         self._pending[key] = driver
         exchange.delegate = driver
-        _send_all(exchange, sends)
+        send_all(exchange, sends)
         exchange.set_response_timeout(self.handshake_timeout)
 
 

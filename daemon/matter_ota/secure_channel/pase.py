@@ -35,14 +35,16 @@ from matter_ota import tlv
 from matter_ota.crypto import spake2p
 from matter_ota.messaging.crypto import SessionKeys, derive_session_keys
 from matter_ota.messaging.session import DEFAULT_PARAMETERS, SessionParameters
-from matter_ota.messaging.status import (
-    GeneralCode,
-    Protocol,
-    SecureChannelCode,
-    StatusError,
-    StatusReport,
-)
+from matter_ota.messaging.status import GeneralCode, Protocol, SecureChannelCode, StatusReport
 from matter_ota.messaging.status import SecureChannelOpcode as Op
+from matter_ota.secure_channel import common
+from matter_ota.secure_channel.common import (
+    HandshakeError,
+    Random,
+    Send,
+    decode_message,
+    success_report,
+)
 from matter_ota.secure_channel.pase_messages import (
     DEFAULT_PASSCODE_ID,
     RANDOM_LEN,
@@ -53,7 +55,7 @@ from matter_ota.secure_channel.pase_messages import (
     PBKDFParamRequest,
     PBKDFParamResponse,
 )
-from matter_ota.secure_channel.session_params import SessionParametersTLV
+from matter_ota.secure_channel.session_params import SessionParametersTLV, peer_parameters
 
 #: connectedhomeip's default: a node leaves commissioning mode after 20 failures (spec 13.3).
 DEFAULT_MAX_FAILURES = 20
@@ -62,31 +64,21 @@ DEFAULT_HANDSHAKE_TIMEOUT = 60.0
 #: 4.11.1.4 BUSY: the minimum wait (ms) we ask a second commissioner to observe.
 BUSY_WAIT_MS = 5000
 
-Random = Callable[[int], bytes]
 
-
-class PaseError(StatusError):
+class PaseError(HandshakeError):
     """A failed PASE step; ``report`` is the StatusReport to send to the peer."""
 
-    def __init__(self, reason: str,
-                 protocol_code: int = SecureChannelCode.INVALID_PARAMETER,
-                 general_code: int = GeneralCode.FAILURE, data: bytes = b"") -> None:
-        super().__init__(general_code, Protocol.SECURE_CHANNEL, protocol_code, data, reason)
 
-
-class UnexpectedMessage(PaseError):
+class UnexpectedMessage(PaseError, common.UnexpectedMessage):
     """A message the current state does not accept; the state is unchanged."""
 
 
-class PeerReportedFailure(PaseError):
+class PeerReportedFailure(PaseError, common.PeerReportedFailure):
     """The peer ended the handshake with a failure StatusReport (nothing to send back)."""
-
-    def __init__(self, report: StatusReport) -> None:
-        super().__init__(f"peer reported {report.describe()}", report.protocol_code,
-                         report.general_code, report.data)
 
 
 class State(enum.Enum):
+    """Where a PASE handshake is; each role uses some of them."""
     WAIT_PBKDF_REQUEST = "wait-pbkdf-request"
     START = "start"
     WAIT_PBKDF_RESPONSE = "wait-pbkdf-response"
@@ -96,15 +88,6 @@ class State(enum.Enum):
     WAIT_STATUS = "wait-status"
     ESTABLISHED = "established"
     FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class Send:
-    """A message to send on the handshake's exchange."""
-
-    opcode: int
-    payload: bytes
-    protocol_id: int = Protocol.SECURE_CHANNEL
 
 
 @dataclass(frozen=True)
@@ -118,24 +101,11 @@ class PaseResult:
     peer_params: SessionParameters
 
 
-def success_report() -> StatusReport:
-    """4.11.1.4: the responder's closing StatusReport after a good Pake3."""
-    return StatusReport(GeneralCode.SUCCESS, Protocol.SECURE_CHANNEL,
-                        SecureChannelCode.SESSION_ESTABLISHMENT_SUCCESS)
-
-
 _T = TypeVar("_T", bound=tlv.Struct)
 
 
 def _decode(schema: type[_T], payload: bytes) -> _T:
-    try:
-        return schema.decode(payload)
-    except tlv.TLVError as e:
-        raise PaseError(f"malformed {schema.__name__}: {e}") from None
-
-
-def _peer_params(p: SessionParametersTLV | None) -> SessionParameters:
-    return p.to_session_parameters() if p is not None else DEFAULT_PARAMETERS
+    return decode_message(schema, payload, PaseError)
 
 
 class _Handshake:
@@ -212,7 +182,7 @@ class PaseResponder(_Handshake):
         if req.passcode_id != DEFAULT_PASSCODE_ID:
             raise PaseError(f"unknown passcode id {req.passcode_id}")
         self._peer_session_id = req.initiator_session_id
-        self._peer_params = _peer_params(req.initiator_session_params)
+        self._peer_params = peer_parameters(req.initiator_session_params)
         resp = PBKDFParamResponse(
             initiator_random=req.initiator_random,
             responder_random=self._random(RANDOM_LEN),
@@ -307,7 +277,7 @@ class PaseInitiator(_Handshake):
         except spake2p.Spake2pError as e:
             raise PaseError(str(e)) from None
         self._peer_session_id = resp.responder_session_id
-        self._peer_params = _peer_params(resp.responder_session_params)
+        self._peer_params = peer_parameters(resp.responder_session_params)
         context = spake2p.pake_context(self._request, payload)
         self._prover = spake2p.Prover(context, w0, w1)
         return [Send(Op.PASE_PAKE1, Pake1(pA=self._prover.share).encode())]

@@ -28,6 +28,7 @@ from matter_ota.messaging.session import (
 from matter_ota.messaging.status import Protocol, StatusReport
 from matter_ota.messaging.status import SecureChannelOpcode as Op
 from matter_ota.node import Node
+from matter_ota.secure_channel.common import send_all
 from matter_ota.secure_channel.pase import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_FAILURES,
@@ -36,7 +37,6 @@ from matter_ota.secure_channel.pase import (
     PaseResult,
     PaseServer,
     PeerReportedFailure,
-    Send,
     UnexpectedMessage,
 )
 from matter_ota.secure_channel.pase_messages import PBKDFParameters
@@ -54,11 +54,6 @@ class PaseFailed:
     peer: Address | None
     reason: str
     is_initiator: bool
-
-
-def _send_all(exchange: Exchange, messages: list[Send]) -> None:
-    for m in messages:
-        exchange.send(m.protocol_id, m.opcode, m.payload)
 
 
 def _install(exchange: Exchange, message: Message, result: PaseResult) -> SecureSession:
@@ -120,10 +115,10 @@ class PaseCommissioning(ExchangeDelegate):
             params = self.server.peer_params(exchange)
             if params is not None:
                 message.session.peer_params = params
-            _send_all(exchange, out)
+            send_all(exchange, out)
             exchange.set_response_timeout(RESPONSE_TIMEOUT)
             return
-        _send_all(exchange, out)
+        send_all(exchange, out)
         exchange.delegate = None
         exchange.close()
         session = _install(exchange, message, result)
@@ -165,7 +160,7 @@ class _InitiatorDelegate(ExchangeDelegate):
             node.sessions.release_id(self.handshake.local_session_id)
             node.emit(PaseFailed(message.addr, e.reason, is_initiator=True))
             raise
-        _send_all(exchange, out)
+        send_all(exchange, out)
         exchange.set_response_timeout(RESPONSE_TIMEOUT)
 
     def on_close(self, exchange: Exchange, reason: CloseReason) -> None:

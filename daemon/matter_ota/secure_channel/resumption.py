@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+#: Ours (the spec sets no size): a provider keeps one record per device that checks in.
 DEFAULT_CAPACITY = 512
 
 
@@ -67,6 +68,7 @@ class ResumptionStore:
         return evicted
 
     def remove(self, resumption_id: bytes) -> None:
+        """Forget the record with this id (no error when there is none)."""
         record = self._by_id.pop(resumption_id, None)
         if record is not None:
             self._by_peer.pop((record.fabric_index, record.peer_node_id), None)

@@ -48,3 +48,8 @@ class SessionParametersTLV(tlv.Struct):
             active_threshold=(self.active_threshold_ms / 1000
                               if self.active_threshold_ms is not None else d.active_threshold),
         )
+
+
+def peer_parameters(announced: SessionParametersTLV | None) -> SessionParameters:
+    """The MRP parameters of a peer that announced ``announced`` (defaults if it sent none)."""
+    return announced.to_session_parameters() if announced is not None else DEFAULT_PARAMETERS

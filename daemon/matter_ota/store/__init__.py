@@ -4,43 +4,20 @@ Runtime facts live here (the YAML files stay the source of truth for channels an
 the fabrics the node has joined, the device ledger, update tokens, BDX transfers, per-release
 outcomes, and the audit log of every release transition.
 
-Durability and concurrency choices:
-
-* ``journal_mode=WAL`` lets the daemon write while the CLI reads (and the other way round);
-  readers never block the writer.
-* Two kinds of commit. In WAL mode every commit is written to the WAL before it returns,
-  so a commit survives a crash of the process at any instant (``tests/test_store.py`` kills
-  a writer with SIGKILL to prove it). What differs is a power cut:
-
-  - *durable* writes (fabrics and their keys, release transitions and the audit log, the
-    last valid config) run with ``synchronous=FULL``: fsynced before the commit returns,
-    they survive a power cut too;
-  - *ledger* writes (device queries, tokens, transfers, outcomes, cohort offers) run with
-    ``synchronous=NORMAL``: a power cut may lose the last second of them, which the devices
-    repair by querying again. They are the high-rate writes, and an fsync each would cap
-    the daemon at a few hundred queries a second (``scripts/bench.py store``). A durable
-    commit also makes every earlier ledger commit durable (it fsyncs the same WAL).
-* Writes run in short ``BEGIN IMMEDIATE`` transactions: the write lock is taken up front, so
-  two processes never both hold a read snapshot and then fail to upgrade it (SQLITE_BUSY
-  mid-transaction). ``busy_timeout`` lets a writer wait for the other one instead of failing.
-* The schema is versioned with ``PRAGMA user_version`` and upgraded by
-  :data:`schema.MIGRATIONS`, one transaction per step; a database newer than this code is
-  refused, never touched.
+Opening, migrating and the durability of each write are :mod:`matter_ota.store.database`'s
+concern; :class:`Store` adds the operations on the tables, one short transaction each.
 
 All times are POSIX seconds (``float``) passed in by the caller, so tests step time by hand.
 """
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
-from matter_ota.store import schema
+from matter_ota.store.database import Database, StoreError
 from matter_ota.store.records import (
     AuditEntry,
     ConfigWarning,
@@ -52,7 +29,6 @@ from matter_ota.store.records import (
     format_cfid,
 )
 from matter_ota.store.schema import (
-    BUSY_TIMEOUT_MS,
     DB_NAME,
     OUTCOME_STATES,
     SCHEMA_VERSION,
@@ -76,133 +52,13 @@ __all__ = [
 ]
 
 
-class StoreError(Exception):
-    """The state store cannot be opened or used (corrupt, newer schema, locked too long)."""
-
-
-class Store:
+class Store(Database):
     """A connection to the state database; one per process (not shared across threads)."""
-
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self._conn = conn
-        self.path = path
-
-    # -- opening ------------------------------------------------------------------------
-
-    @classmethod
-    def open(cls, state_dir: Path, *, create: bool = True) -> Store:
-        """Open (and create or migrate) ``state_dir/state.sqlite3``."""
-        path = Path(state_dir) / DB_NAME
-        if not create and not path.exists():
-            raise StoreError(f"{path}: no state database (has the daemon run here?)")
-        try:
-            # Private: the database holds the node's operational keys (fabric records).
-            Path(state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-            if not path.exists():
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves (no implicit transactions).
-            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"{path}: cannot open state database: {exc}") from exc
-        store = cls(conn, path)
-        try:
-            store._configure()
-            store._migrate()
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise StoreError(f"{path}: {exc}") from exc
-        except StoreError:
-            conn.close()
-            raise
-        return store
-
-    def close(self) -> None:
-        self._conn.close()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _configure(self) -> None:
-        c = self._conn
-        c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise StoreError(f"{self.path}: cannot switch to WAL journal (got {mode})")
-        c.execute("PRAGMA synchronous = NORMAL")  # per write, see _write(durable=...)
-        c.execute("PRAGMA foreign_keys = ON")
-
-    def _migrate(self) -> None:
-        version = self.schema_version()
-        if version > schema.SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path}: schema version {version} is newer than this program "
-                f"({schema.SCHEMA_VERSION}); upgrade matter-ota"
-            )
-        while version < schema.SCHEMA_VERSION:
-            with self._write(durable=True):
-                # Re-read inside the write lock: another process may have migrated meanwhile.
-                version = self.schema_version()
-                if version >= schema.SCHEMA_VERSION:
-                    break
-                for statement in schema.MIGRATIONS[version]:
-                    self._conn.execute(statement)
-                self._conn.execute(f"PRAGMA user_version = {version + 1}")
-            version = self.schema_version()
-
-    def schema_version(self) -> int:
-        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
-
-    def integrity_check(self) -> list[str]:
-        """SQLite's own check plus foreign keys; an empty list means healthy."""
-        rows = [str(r[0]) for r in self._conn.execute("PRAGMA integrity_check")]
-        problems = [r for r in rows if r != "ok"]
-        problems += [repr(tuple(r)) for r in self._conn.execute("PRAGMA foreign_key_check")]
-        return problems
-
-    @contextmanager
-    def _write(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
-        """One short write transaction, holding the write lock from its first statement;
-        ``durable``: fsynced before it returns (survives a power cut, not only a crash)."""
-        if durable:
-            self._conn.execute("PRAGMA synchronous = FULL")
-        try:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise StoreError(f"{self.path}: cannot start a write: {exc}") from exc
-            try:
-                yield self._conn
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise StoreError(f"{self.path}: write failed: {exc}") from exc
-            except BaseException:
-                self._rollback()
-                raise
-        finally:
-            if durable:
-                self._conn.execute("PRAGMA synchronous = NORMAL")
-
-    def _rollback(self) -> None:
-        # SQLite may have rolled back by itself (disk full, I/O error): then there is nothing
-        # to undo, and ROLLBACK would raise and hide the first error.
-        if self._conn.in_transaction:
-            self._conn.execute("ROLLBACK")
-
-    def _read(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
-        try:
-            cur = self._conn.execute(sql, params)
-            cur.row_factory = sqlite3.Row
-            return list(cur.fetchall())
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: {exc}") from exc
 
     # -- fabrics --------------------------------------------------------------------------
 
     def put_fabric(self, fabric: Fabric, now: float) -> None:
+        """Insert or replace the fabric at its index (durable: it holds the node's keys)."""
         with self._write(durable=True) as c:
             c.execute(
                 "INSERT INTO fabrics (fabric_index, compressed_fabric_id, label, root_public_key,"
@@ -223,10 +79,12 @@ class Store:
             )
 
     def remove_fabric(self, fabric_index: int) -> None:
+        """Forget a fabric (RemoveFabric); its devices' ledger rows stay."""
         with self._write(durable=True) as c:
             c.execute("DELETE FROM fabrics WHERE fabric_index = ?", (fabric_index,))
 
     def fabrics(self) -> list[Fabric]:
+        """Every fabric the node has joined, by fabric index."""
         return [
             Fabric(
                 r["fabric_index"],
@@ -306,6 +164,7 @@ class Store:
         return {(str(r[0]), int(r[1])): int(r[2]) for r in rows}
 
     def device(self, compressed_fabric_id: str, node_id: int) -> DeviceRecord | None:
+        """The ledger row of one device, or None if it never queried."""
         rows = self._read(
             "SELECT * FROM devices WHERE compressed_fabric_id = ? AND node_id = ?",
             (compressed_fabric_id.upper(), node_id),
@@ -315,6 +174,7 @@ class Store:
     def devices(
         self, *, vendor_id: int | None = None, product_id: int | None = None
     ) -> list[DeviceRecord]:
+        """The ledger, all devices or those of one product, ordered by fabric and node."""
         sql = "SELECT * FROM devices"
         params: list[object] = []
         if vendor_id is not None and product_id is not None:
@@ -397,6 +257,7 @@ class Store:
         return int(cur.lastrowid or 0)
 
     def progress_transfer(self, transfer_id: int, offset_bytes: int) -> None:
+        """Record how far an active transfer has got (ignored once it ended)."""
         with self._write() as c:
             c.execute(
                 "UPDATE transfers SET offset_bytes = ? WHERE id = ? AND state = 'active'",
@@ -422,10 +283,12 @@ class Store:
                              reason)
 
     def transfer(self, transfer_id: int) -> Transfer | None:
+        """One transfer by id, or None."""
         rows = self._read("SELECT * FROM transfers WHERE id = ?", (transfer_id,))
         return Transfer(*rows[0]) if rows else None
 
     def active_transfers(self) -> int:
+        """How many transfers are in progress (the concurrency cap counts these)."""
         return int(self._read("SELECT count(*) FROM transfers WHERE state = 'active'")[0][0])
 
     # -- outcomes -------------------------------------------------------------------------
@@ -516,6 +379,7 @@ class Store:
                 [(str(r[0]), int(r[1])) for r in offered])
 
     def active_transfer_devices(self) -> list[tuple[str, int]]:
+        """The (compressed fabric id, node id) of every device with a transfer in progress."""
         rows = self._read(
             "SELECT DISTINCT compressed_fabric_id, node_id FROM transfers WHERE state = 'active'"
         )
@@ -597,6 +461,7 @@ class Store:
     # -- config warnings ------------------------------------------------------------------
 
     def set_config_warning(self, file: str, line: int | None, reason: str, now: float) -> None:
+        """Record why ``file`` was refused (shown by the CLI until the file loads again)."""
         with self._write() as c:
             c.execute(
                 "INSERT OR REPLACE INTO config_status (file, at, line, reason)"
@@ -605,6 +470,7 @@ class Store:
             )
 
     def clear_config_warnings(self) -> None:
+        """Forget every refusal: the config loaded."""
         with self._write() as c:
             c.execute("DELETE FROM config_status")
 

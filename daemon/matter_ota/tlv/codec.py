@@ -126,14 +126,12 @@ _TAG_IMPLICIT4 = 0xA0
 _TAG_FULL6 = 0xC0
 _TAG_FULL8 = 0xE0
 
-_WIDTHS = (1, 2, 4, 8)
 _SIGNED = (struct.Struct("<b"), struct.Struct("<h"), struct.Struct("<i"), struct.Struct("<q"))
 _UNSIGNED = (struct.Struct("<B"), struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<Q"))
 _F32 = struct.Struct("<f")
 _F64 = struct.Struct("<d")
 _H = struct.Struct("<H")
 _I = struct.Struct("<I")
-_HH = struct.Struct("<HH")
 _HHH = struct.Struct("<HHH")
 _HHI = struct.Struct("<HHI")
 

@@ -15,9 +15,12 @@ class FieldType:
     name = "value"
 
     def to_value(self, v: Any, where: str) -> Any:
+        """The TLV value of Python value ``v``; TLVError naming ``where`` when it does not fit."""
         return v
 
     def from_value(self, v: Any, where: str) -> Any:
+        """The Python value of decoded TLV value ``v``; TLVError naming ``where`` if it does not
+        fit."""
         return v
 
 
