@@ -11,6 +11,9 @@
   produces the same strings as ours;
 - a python-zeroconf browser (another process) resolves the operational record of a fabric,
   through its ``_I`` subtype, and sees the goodbye when the node shuts down;
+- `serve` says goodbye on SIGTERM, and with ``--no-mdns`` nothing is found;
+- an update that drops ``_CM`` sends its goodbye and re-announces the TXT; an address change on
+  the interface is re-announced;
 - a name conflict renames a commissionable instance and is refused for an operational one.
 
 All multicast stays inside the namespace (veth pair with both ends in it, see ``netns.py``).
@@ -23,7 +26,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,7 @@ from matter_ota.setup_payload import Capability, CommissioningFlow, SetupPayload
 
 from .chip_controller import run_controller
 from .daemon import serve
-from .netns import Namespace, network_namespace, unavailable_reason
+from .netns import Namespace
 
 pytestmark = pytest.mark.interop
 
@@ -43,15 +45,6 @@ DISCRIMINATOR = 3840
 VENDOR_ID = 0xFFF1
 PRODUCT_ID = 0x8001
 DEVICE_NAME = "OTA provider test"
-
-
-@pytest.fixture
-def ns() -> Iterator[Namespace]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    with network_namespace("mdns") as namespace:
-        yield namespace
 
 
 def daemon_args(discriminator: int = DISCRIMINATOR) -> tuple[str, ...]:
