@@ -17,7 +17,6 @@ import datetime
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +30,7 @@ from matter_ota.setup_payload import SetupPayload
 
 from .chip_controller import CHECKOUT, credentials_dir, run_controller
 from .daemon import serve
-from .netns import Namespace, network_namespace, unavailable_reason
+from .netns import Namespace
 
 pytestmark = pytest.mark.interop
 
@@ -41,15 +40,10 @@ NODE_ID = 0x4321
 VENDOR_ID, PRODUCT_ID = 0xFFF1, 0x8000
 
 
-@pytest.fixture
-def ns() -> Iterator[Namespace]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
+@pytest.fixture(autouse=True)
+def _credentials() -> None:
     if credentials_dir() is None:
         pytest.skip("Matter test credentials (test PAA, CD key) not found")
-    with network_namespace("comm") as namespace:
-        yield namespace
 
 
 def dev_credentials(state_dir: Path) -> None:
