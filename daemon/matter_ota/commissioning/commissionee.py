@@ -339,7 +339,8 @@ class Commissionee:
                                 vendor_id=vendor_id, label=label)
             certs.validate_chain(noc_cert, None if icac is None
                                  else MatterCertificate.from_tlv(icac),
-                                 MatterCertificate.from_tlv(rcac), now=self.cert_time(now))
+                                 MatterCertificate.from_tlv(rcac), now=self.cert_time(now),
+                                 trusted_root=True)  # its signature checked when installed
         except (CertificateError, ValueError) as exc:
             if isinstance(exc, NocRefused):
                 raise
