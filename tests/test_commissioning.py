@@ -463,3 +463,18 @@ def test_random_certificates_are_refused_cleanly(identity: attestation.DeviceAtt
         c.add_noc(noc, icac, bytes(16), ADMIN, 0xFFF1, None, 0.0)
     assert info.value.status in (NocStatus.INVALID_PUBLIC_KEY, NocStatus.INVALID_NOC)
     assert len(device.fabrics) == 0 and c.phase in (Phase.ARMED, Phase.ROOT_ADDED)
+
+
+def test_group_key_management_reports_the_ipk_key_set(identity: attestation.DeviceAttestation
+                                                      ) -> None:
+    _, _, client = commissioned(identity)
+    gkm = 0x003F
+    _, r = invoke(client, gkm, 0x04, {})
+    assert r is not None and r[0] == [0]
+    _, r = invoke(client, gkm, 0x01, {0: tlv.uint(0)})
+    assert r is not None
+    key_set = r[0]
+    assert key_set[0] == 0 and key_set[1] == 0  # key set 0, TrustFirst
+    assert key_set[2] is None and key_set[4] is None and key_set[6] is None  # keys unreadable
+    status, _ = invoke(client, gkm, 0x01, {0: tlv.uint(5)})
+    assert status == Status.NOT_FOUND

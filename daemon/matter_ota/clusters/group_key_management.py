@@ -20,7 +20,6 @@ from matter_ota.im.model import (
     Cluster,
     Context,
     IMStatusError,
-    Nullable,
     command,
     constant,
 )
@@ -40,12 +39,12 @@ class GroupKeySetStruct(tlv.Struct):
 
     group_key_set_id: int = tlv.field(0, tlv.U16)
     security_policy: int = tlv.field(1, tlv.U8)
-    epoch_key0: bytes | None = tlv.field(2, Nullable(tlv.Bytes(min_len=16, max_len=16)))
-    epoch_start_time0: int | None = tlv.field(3, Nullable(tlv.U64))
-    epoch_key1: bytes | None = tlv.field(4, Nullable(tlv.Bytes(min_len=16, max_len=16)))
-    epoch_start_time1: int | None = tlv.field(5, Nullable(tlv.U64))
-    epoch_key2: bytes | None = tlv.field(6, Nullable(tlv.Bytes(min_len=16, max_len=16)))
-    epoch_start_time2: int | None = tlv.field(7, Nullable(tlv.U64))
+    epoch_key0: bytes | None = tlv.field(2, tlv.Bytes(min_len=16, max_len=16), nullable=True)
+    epoch_start_time0: int | None = tlv.field(3, tlv.U64, nullable=True)
+    epoch_key1: bytes | None = tlv.field(4, tlv.Bytes(min_len=16, max_len=16), nullable=True)
+    epoch_start_time1: int | None = tlv.field(5, tlv.U64, nullable=True)
+    epoch_key2: bytes | None = tlv.field(6, tlv.Bytes(min_len=16, max_len=16), nullable=True)
+    epoch_start_time2: int | None = tlv.field(7, tlv.U64, nullable=True)
 
 
 @dataclass(kw_only=True)

@@ -1,7 +1,7 @@
 """`matter-ota serve`: the commissioning clusters on endpoint 0 and the commissioning window.
 
-Adds General Commissioning, Network Commissioning (Ethernet), Operational Credentials and Group
-Key Management to the IM server's root endpoint, backed by one
+Adds General Commissioning, Network Commissioning (Ethernet), Operational Credentials, Group
+Key Management and General Diagnostics to the IM server's root endpoint, backed by one
 :class:`~matter_ota.commissioning.commissionee.Commissionee` on the node's shared fabric table
 and ACL. The attestation identity (DAC, PAI, CD) comes from ``--attestation-dir``, provider.yaml's
 ``attestation:`` files, or ``<state dir>/attestation`` (``matter-ota dev-credentials`` writes one
@@ -15,6 +15,7 @@ PASE sessions are closed.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import time
 from pathlib import Path
@@ -23,6 +24,11 @@ import anyio
 
 from matter_ota.cli import EXIT_USAGE, CliError
 from matter_ota.clusters.general_commissioning import GeneralCommissioningCluster
+from matter_ota.clusters.general_diagnostics import (
+    GeneralDiagnosticsCluster,
+    InterfaceType,
+    NetworkInterface,
+)
 from matter_ota.clusters.group_key_management import GroupKeyManagementCluster
 from matter_ota.clusters.network_commissioning import NetworkCommissioningCluster
 from matter_ota.clusters.operational_credentials import OperationalCredentialsCluster
@@ -44,11 +50,12 @@ from matter_ota.messaging.session import SessionKind
 from matter_ota.messaging.status import Protocol, SecureChannelOpcode
 from matter_ota.node import Node
 from matter_ota.runtime.discovery import NodeDiscovery
-from matter_ota.runtime.mdns import MdnsError
+from matter_ota.runtime.mdns import MdnsError, discover_interfaces
 
 log = logging.getLogger("matter_ota.serve")
 
 ATTESTATION_SUBDIR = "attestation"
+BOOT_COUNT_FILE = "boot-count"
 
 
 def _configured_files(args: argparse.Namespace) -> AttestationFiles | None:
@@ -78,6 +85,43 @@ def _identity(args: argparse.Namespace) -> DeviceAttestation | None:
         raise CliError(f"attestation identity: {exc}", EXIT_USAGE) from None
 
 
+def _count_boot(directory: Path | None) -> int:
+    """RebootCount (11.12.6.2): starts of the daemon on this state directory, this one
+    included (0 without a state directory)."""
+    if directory is None:
+        return 0
+    path = directory / BOOT_COUNT_FILE
+    try:
+        count = int(path.read_text().strip() or 0) + 1
+    except FileNotFoundError:
+        count = 1
+    except (OSError, ValueError) as exc:
+        log.warning("event=boot_count_unreadable path=%s error=%s", path, exc)
+        count = 1
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{count}\n")
+    except OSError as exc:
+        log.warning("event=boot_count_unwritable path=%s error=%s", path, exc)
+    return count
+
+
+def _network_interfaces(names: list[str] | None) -> list[NetworkInterface]:
+    """NetworkInterfaces (11.12.6.1) as the runtime sees them now."""
+    try:
+        found = discover_interfaces(names)
+    except MdnsError:
+        return []
+    return [NetworkInterface(
+        name=i.name[:32], is_operational=bool(i.ipv4 or i.ipv6),
+        off_premise_services_reachable_ipv4=None, off_premise_services_reachable_ipv6=None,
+        hardware_address=(i.mac or bytes(6))[:8],
+        ipv4_addresses=[ipaddress.ip_address(a).packed for a in i.ipv4][:4],
+        ipv6_addresses=[ipaddress.ip_address(a.split("%")[0]).packed for a in i.ipv6][:8],
+        type=InterfaceType.WIFI if i.name.startswith("wl") else InterfaceType.ETHERNET,
+    ) for i in found]
+
+
 def close_window(node: Node, state: NodeState) -> None:
     """Stop accepting PASE (11.10.7.6 / 5.4.2.3: the window closes on commissioning)."""
     state.window_open = False
@@ -105,6 +149,10 @@ def install_commissioning(node: Node, args: argparse.Namespace) -> None:
                                               "eth0")))
     root.add(OperationalCredentialsCluster(commissionee))
     root.add(GroupKeyManagementCluster(state.fabrics))
+    root.add(GeneralDiagnosticsCluster(
+        reboot_count=_count_boot(state_dir(args)), started_at=time.monotonic(),
+        interfaces=lambda: _network_interfaces(getattr(args, "mdns_interface", None)),
+        posix_ms=lambda _now: int(time.time() * 1000)))
 
     def on_event(event: object) -> None:
         if isinstance(event, CommissioningCompleted):
