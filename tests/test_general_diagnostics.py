@@ -42,7 +42,7 @@ ETH0 = NetworkInterface(name="eth0", is_operational=True,
 
 def setup() -> Client:
     client_node, server_node = make_node(), make_node()
-    c, s = secure_pair(client_node, server_node, kind=SessionKind.PASE)
+    c, _ = secure_pair(client_node, server_node, kind=SessionKind.PASE)
     access = AccessControl()
     info = BasicInfo(vendor_name="v", vendor_id=0xFFF1, product_name="p", product_id=0x8000,
                      unique_id="U")
