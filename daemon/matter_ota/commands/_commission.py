@@ -149,9 +149,13 @@ def install_commissioning(node: Node, args: argparse.Namespace) -> None:
                                               "eth0")))
     root.add(OperationalCredentialsCluster(commissionee))
     root.add(GroupKeyManagementCluster(state.fabrics))
+    config = provider_config(args)
+    # The interfaces serve advertises on (--mdns-interface, else network.interfaces, else all).
+    names = getattr(args, "mdns_interface", None) or (
+        list(config.network.interfaces) if config is not None else None)
     root.add(GeneralDiagnosticsCluster(
         reboot_count=_count_boot(state_dir(args)), started_at=time.monotonic(),
-        interfaces=lambda: _network_interfaces(getattr(args, "mdns_interface", None)),
+        interfaces=lambda: _network_interfaces(names),
         posix_ms=lambda _now: int(time.time() * 1000)))
 
     def on_event(event: object) -> None:
