@@ -145,14 +145,13 @@ def install_commissioning(node: Node, args: argparse.Namespace) -> None:
                                 cert_time=lambda _now: int(time.time()))
     root = state.model.endpoints[0]
     root.add(GeneralCommissioningCluster(commissionee))
-    root.add(NetworkCommissioningCluster(next(iter(getattr(args, "mdns_interface", None) or []),
-                                              "eth0")))
-    root.add(OperationalCredentialsCluster(commissionee))
-    root.add(GroupKeyManagementCluster(state.fabrics))
     config = provider_config(args)
     # The interfaces serve advertises on (--mdns-interface, else network.interfaces, else all).
-    names = getattr(args, "mdns_interface", None) or (
+    names: list[str] | None = getattr(args, "mdns_interface", None) or (
         list(config.network.interfaces) if config is not None else None)
+    root.add(NetworkCommissioningCluster(names[0] if names else "eth0"))
+    root.add(OperationalCredentialsCluster(commissionee))
+    root.add(GroupKeyManagementCluster(state.fabrics))
     root.add(GeneralDiagnosticsCluster(
         reboot_count=_count_boot(state_dir(args)), started_at=time.monotonic(),
         interfaces=lambda: _network_interfaces(names),
