@@ -32,9 +32,9 @@ from matter_ota.releases_file import (
 from matter_ota.yamlnodes import ConfigError, Doc, is_null
 
 __all__ = [
-    "Config", "ConfigError", "DclConfig", "Limits", "LogConfig", "NetworkConfig", "NodeIdentity",
-    "ProviderConfig", "ReleasesConfig", "load_config", "load_provider", "load_releases",
-    "parse_provider", "parse_releases", "release_to_yaml",
+    "AttestationFiles", "Config", "ConfigError", "DclConfig", "Limits", "LogConfig",
+    "NetworkConfig", "NodeIdentity", "ProviderConfig", "ReleasesConfig", "load_config",
+    "load_provider", "load_releases", "parse_provider", "parse_releases", "release_to_yaml",
 ]
 
 DCL_NETWORKS = {
@@ -105,6 +105,18 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class AttestationFiles:
+    """The vendor's device attestation files (Matter Core 6.2, 6.3): DAC (with its private
+    key), PAI and Certification Declaration. Unset: ``<state_dir>/attestation`` as written by
+    ``matter-ota dev-credentials`` (development only)."""
+
+    dac_cert: Path
+    dac_key: Path
+    pai_cert: Path
+    certification_declaration: Path
+
+
+@dataclass(frozen=True)
 class ProviderConfig:
     """``provider.yaml``: ``channels`` lists the default channel first, then the rest in file
     order (the order in which their selectors are tried)."""
@@ -117,6 +129,7 @@ class ProviderConfig:
     releases_file: Path = Path("releases.yaml")
     limits: Limits = Limits()
     dcl: DclConfig = DclConfig()
+    attestation: AttestationFiles | None = None
     channels: tuple[Channel, ...] = (Channel(DEFAULT_CHANNEL),)
     log: LogConfig = LogConfig()
 
@@ -134,7 +147,8 @@ class Config:
 # --- provider.yaml ----------------------------------------------------------------------------
 
 _TOP_KEYS = ("node", "network", "state_dir", "firmware_dir", "releases_file", "limits", "dcl",
-             "channels", "log")
+             "channels", "log", "attestation")
+_ATTESTATION_KEYS = ("dac_cert", "dac_key", "pai_cert", "certification_declaration")
 _NODE_KEYS = ("vendor_id", "product_id", "discriminator", "passcode", "device_name",
               "vendor_name", "product_name")
 _NETWORK_KEYS = ("port", "interfaces", "ipv4")
@@ -171,6 +185,7 @@ def _provider(doc: Doc) -> ProviderConfig:
         if "releases_file" in top else here / "releases.yaml",
         limits=_limits(doc, top.get("limits")),
         dcl=_dcl(doc, top.get("dcl")),
+        attestation=_attestation(doc, top.get("attestation")),
         channels=_channels(doc, top.get("channels")),
         log=_log(doc, top.get("log")),
     )
@@ -191,6 +206,14 @@ def _log(doc: Doc, node: yaml.Node | None) -> LogConfig:
 
     return LogConfig(level=choice("level", LOG_LEVELS, d.level),
                      format=choice("format", LOG_FORMATS, d.format))
+
+
+def _attestation(doc: Doc, node: yaml.Node | None) -> AttestationFiles | None:
+    if node is None or is_null(node):
+        return None
+    m = doc.mapping(node, "attestation", _ATTESTATION_KEYS, required=_ATTESTATION_KEYS)
+    return AttestationFiles(*(doc.resolve_path(m[k], f"attestation.{k}")
+                              for k in _ATTESTATION_KEYS))
 
 
 def _node(doc: Doc, node: yaml.Node | None) -> NodeIdentity:

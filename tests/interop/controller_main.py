@@ -15,6 +15,13 @@ Sub-commands::
         Information and Descriptor, a wildcard read decoded into cluster objects, a NodeLabel
         write read back, a QueryImage invoke, and a subscription that sees a change
     discover --query TYPE[=VALUE] ... [--timeout S]      DiscoverCommissionableNodes
+    commission --passcode N --discriminator D [--code C] [--node-id X] [--timeout S]
+        CommissionOnNetwork (or CommissionWithCode with --code): discovery, PASE, device
+        attestation against the PAA trust store, CSR, NOC, operational discovery, CASE,
+        CommissioningComplete; then over CASE: Basic Information, the node's fabric, QueryImage
+    operate [--node-id X] [--timeout S]   (with --reuse-fabric)
+        the fabric of an earlier `commission` in the same storage: operational discovery,
+        CASE, Basic Information read and QueryImage
     pase-code --code C [--node-id X] [--timeout S]         EstablishPASESession (discovers)
     payload --cases FILE                                   SDK setup payload parse/generate
 """
@@ -50,8 +57,14 @@ class Controller:
         self.stack = ChipStack(persistentStoragePath=args.storage, enableServerInteractions=False)
         self.cam = CertificateAuthority.CertificateAuthorityManager(chipStack=self.stack)
         self.cam.LoadAuthoritiesFromStorage()
-        self.ca = self.cam.NewCertificateAuthority()
-        self.admin = self.ca.NewFabricAdmin(vendorId=0xFFF1, fabricId=1)
+        reuse = getattr(args, "reuse_fabric", False)
+        if reuse and self.cam.activeCaList and self.cam.activeCaList[0].adminList:
+            # The fabric of an earlier run in this storage (its root key, IPK, node id).
+            self.ca = self.cam.activeCaList[0]
+            self.admin = self.ca.adminList[0]
+        else:
+            self.ca = self.cam.NewCertificateAuthority()
+            self.admin = self.ca.NewFabricAdmin(vendorId=0xFFF1, fabricId=1)
         self.ctrl = self.admin.NewController(nodeId=112233,
                                              paaTrustStorePath=args.paa_trust_store)
 
@@ -298,12 +311,167 @@ def _pase_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node-id", type=int, default=0x1234)
     p.add_argument("--timeout", type=float, default=20.0)
 
+async def _discover(args: argparse.Namespace) -> int:
+    """One DiscoverCommissionableNodes per ``--query TYPE[=VALUE]``, results in order."""
+    from chip import discovery
+
+    controller = Controller(args)
+    start = time.monotonic()
+    results = []
+    try:
+        for query in args.query:
+            name, _, value = query.partition("=")
+            nodes = await controller.ctrl.DiscoverCommissionableNodes(
+                filterType=discovery.FilterType[name], filter=value or None,
+                stopOnFirst=args.stop_on_first, timeoutSecond=args.timeout)
+            found = []
+            for node in nodes or []:
+                fields = {f.name: getattr(node, f.name) for f in dataclasses.fields(node)}
+                found.append(fields)
+            results.append({"query": query, "nodes": found})
+    finally:
+        controller.shutdown()
+    _report(ok=True, results=results, seconds=time.monotonic() - start)
+    return 0
+
+
+async def _pase_code(args: argparse.Namespace) -> int:
+    from chip.exceptions import ChipStackError
+
+    controller = Controller(args)
+    start = time.monotonic()
+    try:
+        await asyncio.wait_for(controller.ctrl.EstablishPASESession(args.code, args.node_id),
+                               args.timeout)
+    except TimeoutError:
+        _report(ok=False, error="timeout", seconds=time.monotonic() - start)
+        return 1
+    except ChipStackError as e:
+        _report(ok=False, error="chip", code=e.err, message=str(e),
+                seconds=time.monotonic() - start)
+        return 1
+    finally:
+        controller.shutdown()
+    _report(ok=True, seconds=time.monotonic() - start)
+    return 0
+
+
+def _sdk_payload_calls(case: dict[str, Any]) -> dict[str, Any]:
+    """The SDK's view of one case: its parse of our codes, and its own codes."""
+    from chip.exceptions import ChipStackError
+    from chip.setup_payload import SetupPayload
+
+    numbers = (case["passcode"], case["vendor_id"], case["product_id"], case["discriminator"],
+               case["flow"], case["capabilities"], 0)
+    calls = {
+        "qr_parsed": lambda: dict(SetupPayload().ParseQrCode(case["qr"]).attributes),
+        "manual_parsed": lambda: dict(
+            SetupPayload().ParseManualPairingCode(case["manual"]).attributes),
+        "sdk_qr": lambda: SetupPayload().GenerateQrCode(*numbers),
+        "sdk_manual": lambda: SetupPayload().GenerateManualPairingCode(*numbers),
+    }
+    entry: dict[str, Any] = {"case": case}
+    for key, call in calls.items():
+        try:
+            entry[key] = call()
+        except ChipStackError as e:
+            entry[key] = {"error": str(e)}
+    return entry
+
+
+async def _payload(args: argparse.Namespace) -> int:
+    """Parse each of our codes with the SDK, and have the SDK generate its own."""
+    controller = Controller(args)  # initialises the SDK, which SetupPayload needs
+    with open(args.cases) as f:
+        cases = json.load(f)
+    try:
+        out = [_sdk_payload_calls(case) for case in cases]
+    finally:
+        controller.shutdown()
+    _report(ok=True, results=out)
+    return 0
+
+
+
+async def _operate(ctrl: Any, node: int, steps: dict[str, Any]) -> None:
+    """Over CASE: Basic Information, the node's view of our fabric, a QueryImage."""
+    import chip.clusters as Clusters
+
+    basic = Clusters.BasicInformation
+    read = await ctrl.ReadAttribute(node, [(0, basic.Attributes.VendorID),
+                                           (0, basic.Attributes.ProductID),
+                                           (0, basic.Attributes.UniqueID)])
+    steps["basic"] = _typed(read[0])
+    creds = Clusters.OperationalCredentials
+    read = await ctrl.ReadAttribute(node, [(0, creds.Attributes.Fabrics),
+                                           (0, creds.Attributes.CommissionedFabrics),
+                                           (0, creds.Attributes.CurrentFabricIndex)])
+    steps["credentials"] = _typed(read[0])
+    acl = await ctrl.ReadAttribute(node, [(0, Clusters.AccessControl.Attributes.Acl)])
+    steps["acl"] = _typed(acl[0])
+    query = Clusters.OtaSoftwareUpdateProvider.Commands.QueryImage(
+        vendorID=0xFFF1, productID=0x8000, softwareVersion=1, protocolsSupported=[0])
+    response = await ctrl.SendCommand(node, 0, query)
+    steps["query"] = {"type": type(response).__name__, "value": _plain(response)}
+    # Everything above ran on a CASE session: the SDK holds no PASE session after
+    # commissioning; this raises if there were none.
+    await ctrl.GetConnectedDevice(node, allowPASE=False, timeoutMs=5000)
+    steps["session"] = "CASE"
+
+
+async def _commission(args: argparse.Namespace) -> int:
+    from chip import discovery
+
+    controller = Controller(args)
+    ctrl = controller.ctrl
+    start = time.monotonic()
+    steps: dict[str, Any] = {}
+    try:
+        if args.code:
+            node = await asyncio.wait_for(ctrl.CommissionWithCode(args.code, args.node_id),
+                                          args.timeout)
+        else:
+            node = await asyncio.wait_for(ctrl.CommissionOnNetwork(
+                args.node_id, args.passcode, filterType=discovery.FilterType.LONG_DISCRIMINATOR,
+                filter=args.discriminator), args.timeout)
+        steps["node_id"] = node
+        steps["compressed_fabric_id"] = f"{ctrl.GetCompressedFabricId():016X}"
+        steps["commissioned_s"] = time.monotonic() - start
+        await _operate(ctrl, node, steps)
+    except Exception as e:  # the SDK raises assorted types; the test shows them
+        _report(ok=False, error=type(e).__name__, message=str(e),
+                code=getattr(e, "err", None), steps=steps, seconds=time.monotonic() - start)
+        return 1
+    finally:
+        controller.shutdown()
+    _report(ok=True, steps=steps, seconds=time.monotonic() - start)
+    return 0
+
+
+async def _operate_cmd(args: argparse.Namespace) -> int:
+    controller = Controller(args)
+    start = time.monotonic()
+    steps: dict[str, Any] = {}
+    try:
+        steps["compressed_fabric_id"] = f"{controller.ctrl.GetCompressedFabricId():016X}"
+        await asyncio.wait_for(_operate(controller.ctrl, args.node_id, steps), args.timeout)
+    except Exception as e:  # the SDK raises assorted types; the test shows them
+        _report(ok=False, error=type(e).__name__, message=str(e),
+                code=getattr(e, "err", None), steps=steps, seconds=time.monotonic() - start)
+        return 1
+    finally:
+        controller.shutdown()
+    _report(ok=True, steps=steps, seconds=time.monotonic() - start)
+    return 0
+
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--storage", required=True, help="controller's JSON storage file")
     parser.add_argument("--paa-trust-store", required=True, help="dir of PAA certificates")
     parser.add_argument("--result", required=True, help="file to write the JSON outcome to")
+    parser.add_argument("--reuse-fabric", action="store_true",
+                        help="use the CA and fabric already in --storage")
     sub = parser.add_subparsers(dest="command", required=True)
     pase = sub.add_parser("pase", help="open a PASE session by IP")
     _pase_options(pase)
@@ -328,6 +496,17 @@ def main() -> int:
     payload = sub.add_parser("payload", help="SDK setup payload parser/generator")
     payload.add_argument("--cases", required=True, help="JSON list of payloads")
     payload.set_defaults(func=_payload)
+    com = sub.add_parser("commission", help="CommissionOnNetwork / CommissionWithCode")
+    com.add_argument("--passcode", type=int, default=20202021)
+    com.add_argument("--discriminator", type=int, default=3840)
+    com.add_argument("--code", default=None, help="manual code or QR payload instead")
+    com.add_argument("--node-id", type=int, default=0x1234)
+    com.add_argument("--timeout", type=float, default=90.0)
+    com.set_defaults(func=_commission)
+    op = sub.add_parser("operate", help="CASE to an already commissioned node")
+    op.add_argument("--node-id", type=int, default=0x1234)
+    op.add_argument("--timeout", type=float, default=30.0)
+    op.set_defaults(func=_operate_cmd)
     args = parser.parse_args()
     global RESULT_PATH
     RESULT_PATH = args.result

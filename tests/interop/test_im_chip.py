@@ -50,13 +50,21 @@ def test_chip_controller_reads_writes_invokes_subscribes(ns: Namespace, tmp_path
         "caseSessionsPerFabric": 3, "subscriptionsPerFabric": 3}
     assert value("Descriptor.DeviceTypeList", "list") == [
         {"deviceType": 0x16, "revision": 3}, {"deviceType": 0x14, "revision": 1}]
-    assert value("Descriptor.ServerList", "list") == [0x1D, 0x1F, 0x28, 0x29]
+    # Root node clusters, OTA Provider, the commissioning clusters (0x30, 0x31, 0x3E, 0x3F) and
+    # General Diagnostics (0x33).
+    assert value("Descriptor.ServerList", "list") == [0x1D, 0x1F, 0x28, 0x29, 0x30, 0x31, 0x33,
+                                                      0x3E, 0x3F]
     assert value("Descriptor.PartsList", "list") == []
     # Every cluster decodes whole into the SDK's dataclass (no ValueDecodeFailure anywhere).
     clusters = steps["clusters"]
     assert set(clusters) == {"Descriptor", "AccessControl", "BasicInformation",
-                             "OtaSoftwareUpdateProvider"}
+                             "OtaSoftwareUpdateProvider", "GeneralCommissioning",
+                             "NetworkCommissioning", "OperationalCredentials",
+                             "GroupKeyManagement", "GeneralDiagnostics"}
     assert "ValueDecodeFailure" not in str(clusters), clusters
+    diagnostics = clusters["GeneralDiagnostics"]["value"]
+    assert diagnostics["rebootCount"] == 1 and diagnostics["testEventTriggersEnabled"] is False
+    assert "dev0" in [i["name"] for i in diagnostics["networkInterfaces"]], diagnostics
     ota = clusters["OtaSoftwareUpdateProvider"]["value"]
     assert ota["acceptedCommandList"] == [0, 2, 4] and ota["generatedCommandList"] == [1, 3]
     # PASE is the commissioning window: implicit Administer, no fabric, so an empty ACL.

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from matter_ota.cli import EXIT_USAGE, CliError
+from matter_ota.commands._node_state import node_state
 from matter_ota.crypto.certs import CertificateError
 from matter_ota.fabrics import FabricInfo, FabricTable
 from matter_ota.node import Node
@@ -33,13 +34,37 @@ def load_fabric_files(paths: list[str]) -> FabricTable:
     return table
 
 
+def _provision(table: FabricTable, fabric: FabricInfo) -> bool:
+    """Add a ``--fabric-file`` fabric beside the commissioned ones; False when it is one of
+    them already (then the stored fabric and its ACL stay)."""
+    taken = table.get(fabric.fabric_index)
+    same = taken is not None and (taken.root_public_key, taken.fabric_id) == (
+        fabric.root_public_key, fabric.fabric_id)
+    if taken is not None and not same:
+        raise CliError(f"--fabric-file: fabric index {fabric.fabric_index} is already a "
+                       "commissioned fabric's; give the file another fabric_index", EXIT_USAGE)
+    if same:
+        return False
+    try:
+        table.add(fabric)
+    except ValueError as e:
+        raise CliError(f"--fabric-file: fabric index {fabric.fabric_index}: {e}",
+                       EXIT_USAGE) from None
+    return True
+
+
 def install_case(node: Node, args: argparse.Namespace) -> None:
     """Serve installer: the CASE responder, with the fabrics of ``--fabric-file``.
 
     Fabrics normally come from commissioning (AddNOC); the option provisions them by hand for
     development and interop tests. Certificates are checked against the wall clock.
     """
-    fabrics = load_fabric_files(list(getattr(args, "fabric_file", None) or []))
+    # The node's one fabric table: the state store and commissioning (AddNOC) fill it too.
+    state = node_state(node, args)
+    fabrics = state.fabrics
+    for fabric in load_fabric_files(list(getattr(args, "fabric_file", None) or [])):
+        if _provision(fabrics, fabric):
+            state.provisioned.add(fabric.fabric_index)
     CaseServer(node, fabrics, cert_time=lambda _now: int(time.time())).register()
     log.info(
         "event=case_enabled fabrics=%d nodes=%s",

@@ -13,7 +13,7 @@ from matter_ota.clusters.basic_information import BasicInfo
 from matter_ota.clusters.ota_provider import NothingAvailable
 from matter_ota.clusters.root import build_root_node
 from matter_ota.commands._common import node_identity
-from matter_ota.im.acl import AccessControl
+from matter_ota.commands._node_state import node_state
 from matter_ota.im.server import InteractionServer
 from matter_ota.node import Node
 
@@ -50,10 +50,13 @@ def install_im(node: Node, args: argparse.Namespace) -> None:
         unique_id=_unique_id(getattr(args, "state_dir", None)),
         software_version=1, software_version_string=__version__,
     )
-    # The OTA installer (before this one) hands over its provider and the ACL it needs.
-    access = getattr(args, "access", None) or AccessControl()
+    # One ACL for the node (shared with OTA and commissioning: AddNOC writes it); the OTA
+    # installer (before this one) hands over its provider.
+    state = node_state(node, args)
+    access = state.access
     model = build_root_node(info, access, getattr(args, "update_decider", None)
                             or NothingAvailable())
+    state.model = model
     InteractionServer(node, model, access)
     log.info("event=im_enabled endpoints=%d clusters=%d vendor=0x%04X product=0x%04X",
              len(model.endpoints), sum(len(e.clusters) for e in model.endpoints.values()),

@@ -1,28 +1,30 @@
 """`matter-ota serve`: mDNS (DNS-SD) advertising, a companion of the daemon's task group.
 
 Started once the UDP socket is bound (:data:`matter_ota.commands.serve.COMPANIONS`): the
-commissionable service while a passcode and discriminator are set, the operational service of
-each ``--fabric-file`` fabric, addresses re-read every 30 s. A failure is logged and leaves
+commissionable service while the commissioning window is open (no committed fabric yet) and a
+passcode and discriminator are set, the operational service of every fabric of the node (stored,
+``--fabric-file``, added by AddNOC; :func:`~matter_ota.commands._commission.follow_commissioning`
+keeps it in step with commissioning), addresses re-read every 30 s. A failure is logged and leaves
 the node serving by IP; goodbyes go out (shielded) when the daemon stops.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ipaddress
 import logging
 
 import anyio
 
 from matter_ota.cli import EXIT_USAGE, CliError
-from matter_ota.commands._case import load_fabric_files
+from matter_ota.commands._commission import follow_commissioning
 from matter_ota.commands._common import node_identity, provider_config
+from matter_ota.commands._node_state import NodeState
 from matter_ota.config import NetworkConfig
 from matter_ota.dnssd import Commissionable, CommissioningMode
 from matter_ota.messaging.session import Address
 from matter_ota.runtime.discovery import NodeDiscovery
-from matter_ota.runtime.mdns import Advertiser, MdnsError, NameConflict, discover_interfaces
+from matter_ota.runtime.mdns import Advertiser, MdnsError, discover_interfaces
 
 log = logging.getLogger("matter_ota.serve")
 
@@ -71,16 +73,18 @@ def commissionable_params(args: argparse.Namespace) -> Commissionable | None:
 
 
 async def advertise(args: argparse.Namespace, address: Address) -> None:
-    """The companion: advertise until cancelled, unless mDNS is off or pointless."""
+    """The companion: advertise until cancelled, unless mDNS is off or pointless.
+
+    ``args.node_state`` (set by ``serve.build_node``) is the node's fabrics and window."""
     if args.no_mdns:
         log.info("event=mdns_disabled reason=no_mdns")
     elif loopback_only(args.listen):
         log.info("event=mdns_disabled reason=loopback_only")
     else:
-        await _advertise(args, address[1])
+        await _advertise(args, address[1], args.node_state)
 
 
-async def _advertise(args: argparse.Namespace, port: int) -> None:
+async def _advertise(args: argparse.Namespace, port: int, state: NodeState) -> None:
     # A daemon bound to one address advertises that address only.
     only = [args.listen] if args.listen not in (None, "::", "0.0.0.0") else None
     config = provider_config(args)
@@ -91,18 +95,18 @@ async def _advertise(args: argparse.Namespace, port: int) -> None:
         await advertiser.start()
         discovery = NodeDiscovery(advertiser, port)
         params = commissionable_params(args)
-        if params is None:
+        if params is None or not state.window_open:
             log.info("event=mdns_commissionable_skipped reason=%s",
+                     "commissioned" if not state.window_open else
                      "no_passcode" if args.passcode is None else "no_discriminator")
         else:
             await discovery.open_commissioning_window(params)
-        for fabric in load_fabric_files(list(args.fabric_file or [])):
-            # A conflict is logged by the advertiser; the other fabrics still advertise.
-            with contextlib.suppress(NameConflict):
-                await discovery.advertise_fabric(fabric)
-        while True:  # addresses come and go (DHCP, SLAAC privacy addresses)
-            await anyio.sleep(ADDRESS_CHECK_INTERVAL)
-            await advertiser.refresh_addresses()
+        async with anyio.create_task_group() as tg:
+            # Every fabric of the node advertised, from now and as commissioning goes on.
+            tg.start_soon(follow_commissioning, discovery, state)
+            while True:  # addresses come and go (DHCP, SLAAC privacy addresses)
+                await anyio.sleep(ADDRESS_CHECK_INTERVAL)
+                await advertiser.refresh_addresses()
     except (MdnsError, OSError) as exc:
         log.error("event=mdns_failed error=%s", exc)
     finally:

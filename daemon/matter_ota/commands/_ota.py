@@ -1,12 +1,14 @@
 """`matter-ota serve`: the OTA provider (QueryImage from the policy engine, images over BDX).
 
-Runs before the IM installer and hands it the provider (``args.update_decider``) and an ACL
-(``args.access``) that lets every node of a ``--fabric-file`` fabric invoke the OTA Provider
-cluster (what an administrator writes when it commissions a provider; commissioning writes
-its own). BDX transfer events reach the provider through ``args.on_event`` (the UDP
-transport's callback). Until the runtime service keeps the release state, the state is
-rebuilt from provider.yaml, releases.yaml and the store when one of the files changed,
-checked at most once a second.
+Runs after the CASE installer and before the IM installer, and hands the IM server the provider
+(``args.update_decider``). The provider works on the node's one fabric table and ACL
+(:func:`~matter_ota.commands._node_state.node_state`, shared with CASE, IM and commissioning);
+every node of a ``--fabric-file`` fabric may invoke the OTA Provider cluster (what an
+administrator writes when it commissions a provider; a commissioned fabric's ACL is what its
+administrator wrote, kept in the store). BDX transfer events reach the provider through
+``args.on_event`` (the UDP transport's callback). Without the runtime service (tools), the
+release state is rebuilt from provider.yaml, releases.yaml and the store when one of the files
+changed, checked at most once a second.
 """
 
 from __future__ import annotations
@@ -19,11 +21,10 @@ from functools import partial
 from pathlib import Path
 
 from matter_ota.cli import EXIT_USAGE, CliError
-from matter_ota.commands._case import load_fabric_files
 from matter_ota.commands._common import default_config_path
+from matter_ota.commands._node_state import node_state
 from matter_ota.config import Config, load_config
 from matter_ota.facts import build_state
-from matter_ota.im.acl import AccessControl
 from matter_ota.node import Node
 from matter_ota.operations import Console
 from matter_ota.policy.model import ReleaseKey, ReleaseState
@@ -107,7 +108,8 @@ def install_ota(node: Node, args: argparse.Namespace) -> None:
         except StoreError as exc:
             raise CliError(str(exc)) from None
         state = FileState(path, store, config)
-    fabrics = load_fabric_files(list(getattr(args, "fabric_file", None) or []))
+    shared = node_state(node, args)
+    fabrics = shared.fabrics
     offset = time.time() - time.monotonic()
 
     def auto_stop(key: ReleaseKey, reason: str) -> None:
@@ -127,11 +129,9 @@ def install_ota(node: Node, args: argparse.Namespace) -> None:
     bdx = attach_bdx(node, provider)
     if service is not None:
         service.at_stop(bdx.shutdown)  # transfers failed and the devices told, sessions last
-    access = AccessControl()
-    for fabric in fabrics:
-        access.set_entries(fabric.fabric_index, requestor_access(fabric.fabric_index))
+    for index in sorted(shared.provisioned):
+        shared.access.set_entries(index, requestor_access(index))
     args.update_decider = provider
-    args.access = access
     args.on_event = provider.handle_event
     log.info("event=ota_enabled releases=%d fabrics=%d firmware=%s", len(config.releases.releases),
              len(fabrics), config.provider.firmware_dir)

@@ -18,11 +18,13 @@ import anyio
 
 from matter_ota.cli import EXIT_USAGE, CliError
 from matter_ota.commands._case import install_case
+from matter_ota.commands._commission import install_commissioning
 from matter_ota.commands._common import add_config_options, default_config_path
 from matter_ota.commands._dcl_runtime import keep_dcl_fresh, prepare_dcl
 from matter_ota.commands._im import install_im
 from matter_ota.commands._mdns import add_mdns_options, advertise, check_mdns_options
 from matter_ota.commands._mdns import commissionable_params as commissionable_params
+from matter_ota.commands._node_state import node_state
 from matter_ota.commands._ota import install_ota
 from matter_ota.commands._pase import install_pase
 from matter_ota.commands.setup_code import add_device_options, payload_from_args
@@ -50,12 +52,14 @@ log = logging.getLogger("matter_ota.serve")
 # and the parsed arguments, and registers its handlers in the node's dispatch table. The
 # arguments carry the effective settings (flags, else provider.yaml: port, passcode,
 # discriminator, state_dir, vendor_id, product_id, device_name) and ``args.service``, the
-# ProviderService whose current_state() the OTA handlers consult.
+# ProviderService whose current_state() the OTA handlers consult. They share one fabric table
+# and one ACL (CASE, OTA, IM, commissioning) through :func:`_node_state.node_state`.
 INSTALLERS: list[Callable[[Node, argparse.Namespace], None]] = [
     install_pase,
     install_case,
     install_ota,
     install_im,
+    install_commissioning,
 ]
 
 # Long-running companions (mDNS advertiser, ...): each is called with the arguments and the
@@ -87,6 +91,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="FILE",
         help="a fabric to answer CASE for (JSON from FabricInfo.to_dict; repeatable)",
     )
+    p.add_argument("--attestation-dir", type=Path, default=None, metavar="DIR",
+                   help="DAC/PAI/CD files (default: attestation: of the config, else "
+                   "STATE_DIR/attestation; see dev-credentials)")
     p.add_argument("--log-level", default=None, type=str.lower, choices=list(logs.LEVELS),
                    help="default: log.level of the config (info)")
     p.add_argument("--log-format", default=None, choices=list(logs.FORMATS),
@@ -135,6 +142,8 @@ def build_node(args: argparse.Namespace) -> Node:
     node = Node(max_sessions=getattr(args, "max_sessions", None) or 64)
     for install in INSTALLERS:
         install(node, args)
+    # The companions (mDNS) follow commissioning: the window, the fabrics AddNOC adds.
+    args.node_state = node_state(node, args)
     return node
 
 
