@@ -203,6 +203,7 @@ def test_provider_errors(text: str, line: int, words: str) -> None:
         ({"product": "FFF1"}, 3, "VID:PID"),
         ({"image": "<drop>"}, 2, "needs an image"),
         ({"image": "../etc/passwd"}, 4, "file name"),
+        ({"image": "\u00e9" * 39 + ".ota"}, 4, "at most 233 fit"),  # ImageURI > 256 chars
         ({"source": "dcl"}, 4, "takes its images from the DCL"),
         ({"source": "ftp"}, 8, "neither local nor dcl"),
         ({"status": "PAUSED"}, 8, "neither LIVE nor INACTIVE"),

@@ -11,7 +11,10 @@ from hypothesis import strategies as st
 from matter_ota.policy.model import ImageInfo
 from matter_ota.provider.images import ImageFiles
 from matter_ota.provider.uri import (
+    MAX_DESIGNATOR_IN_URI,
+    MAX_URI_LENGTH,
     ImageUriError,
+    check_designator,
     check_image_uri,
     designator_in_uri,
     image_uri,
@@ -67,9 +70,28 @@ def test_every_uri_we_make_passes_the_checks(node: int, designator: str) -> None
     try:
         uri = image_uri(node, designator)
     except ImageUriError:
-        assert "/" in designator  # an empty path segment; our designators are file names
+        # An empty path segment (our designators are file names), or a name that takes more
+        # than the 256 characters once percent-encoded (refused where releases are made).
+        assert "/" in designator or len(designator_in_uri(designator)) > MAX_DESIGNATOR_IN_URI
         return
+    assert len(uri) <= MAX_URI_LENGTH
     assert check_image_uri(uri, node) == designator_in_uri(designator)
+
+
+@pytest.mark.parametrize(("designator", "fits"), [
+    ("a" * 233, True), ("a" * 234, False),            # 6 + 16 + 1 + 233 = 256
+    ("\u00e9" * 38, True), ("\u00e9" * 39, False),   # 6 characters each once encoded
+    ("\U0001F600" * 19, True), ("\U0001F600" * 20, False),  # 12 each: 228 and 240
+])
+def test_designator_bound_is_the_256_character_uri(designator: str, fits: bool) -> None:
+    if fits:
+        uri = image_uri(2**64 - 1, designator)
+        assert len(uri) <= MAX_URI_LENGTH and check_designator(designator) in uri
+    else:
+        with pytest.raises(ImageUriError, match="at most 233"):
+            check_designator(designator)
+        with pytest.raises(ImageUriError):
+            image_uri(1, designator)
 
 
 def _info(name: str, size: int) -> ImageInfo:

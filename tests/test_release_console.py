@@ -340,6 +340,18 @@ def test_refusals(site: Site) -> None:
         "release --new-set", "stop", "release --new-set", "resume"]
 
 
+def test_image_name_too_long_for_the_image_uri(site: Site) -> None:
+    # The file name is the BDX designator: an ImageURI carries at most 256 characters.
+    long = site.images / ("x" * 230 + ".ota")
+    long.write_bytes(site.image(2).read_bytes())
+    _, err = site.run("release", "--channel", "production", "--image", str(long),
+                      "--percent", "10", code=1)
+    assert "at most 233 fit" in err and "shorter name" in err
+    assert not site.yaml().get("releases")
+    firmware = site.root / "firmware"
+    assert not firmware.exists() or not any(firmware.iterdir())
+
+
 def test_image_name_clash_in_firmware_dir(site: Site) -> None:
     site.run("release", "--channel", "production", "--image", str(site.image(2)),
              "--percent", "10")

@@ -46,6 +46,7 @@ from matter_ota.policy.model import (
     ReleaseKey,
     Source,
 )
+from matter_ota.provider.uri import ImageUriError, check_designator
 from matter_ota.store import Store
 from matter_ota.yamlnodes import ConfigError
 
@@ -201,6 +202,10 @@ class Console:
         if not same_set and percent is None:
             raise OperationError("a release to a new set of devices needs --percent N (1-100)")
         name = image.name
+        try:
+            check_designator(name)  # the file name is the designator the ImageURI carries
+        except ImageUriError as exc:
+            raise OperationError(f"{exc}; rename {name[:40]!r} to a shorter name") from None
         version = header.software_version
 
         def transition(current: Release | None) -> Release:

@@ -27,6 +27,7 @@ from matter_ota.policy.model import (
     ReleaseStatus,
     Source,
 )
+from matter_ota.provider.uri import ImageUriError, check_designator
 from matter_ota.yamlnodes import Doc, format_duration, is_null
 
 __all__ = ["ReleasesConfig", "load_releases", "parse_releases", "release_to_yaml"]
@@ -115,6 +116,10 @@ def _release(doc: Doc, node: yaml.Node, channels: frozenset[str] | None) -> Rele
         if image in (".", ".."):
             doc.error(m["image"], "image must be a file name inside firmware_dir",
                       "write the file name only")
+        try:
+            check_designator(image)  # the name is the BDX designator in the ImageURI
+        except ImageUriError as exc:
+            doc.error(m["image"], str(exc), "rename the file to a shorter name")
     if source is Source.LOCAL and image is None:
         doc.error(node, "a local release needs an image", "add image: <file in firmware_dir>")
     if source is Source.DCL and image is not None:

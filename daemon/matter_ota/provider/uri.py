@@ -14,6 +14,8 @@ from urllib.parse import quote
 SCHEME = "bdx://"
 MAX_URI_LENGTH = 256  # 11.20.6.5.2: ImageURI is a string of at most 256 characters
 MIN_URI_LENGTH = 24  # "bdx://" + 16 hex digits + "/" + at least one character
+# What is left of the 256 for the designator (percent-encoded) after "bdx://<16 hex>/".
+MAX_DESIGNATOR_IN_URI = MAX_URI_LENGTH - len(SCHEME) - 16 - 1
 
 # RFC 3986 pchar (unreserved, pct-encoded, sub-delims, ":" and "@") plus "/" between segments.
 _PATH_SAFE = "-._~!$&'()*+,;=:@/"
@@ -30,11 +32,25 @@ def designator_in_uri(designator: str) -> str:
     return quote(designator, safe=_PATH_SAFE)
 
 
+def check_designator(designator: str) -> str:
+    """``designator`` as it appears in the URI, when an ImageURI can carry it (at most
+    :data:`MAX_DESIGNATOR_IN_URI` characters once percent-encoded); ImageUriError otherwise.
+    Where designators are made (releases, image imports) this refuses names that would
+    overflow the 256-character ImageURI."""
+    in_uri = designator_in_uri(designator)
+    if len(in_uri) > MAX_DESIGNATOR_IN_URI:
+        raise ImageUriError(
+            f"file designator {designator[:40]!r}{'...' if len(designator) > 40 else ''} is "
+            f"{len(in_uri)} characters in the ImageURI; at most {MAX_DESIGNATOR_IN_URI} fit "
+            f"(an ImageURI has at most {MAX_URI_LENGTH}, Matter Core 11.20.6.5.2)")
+    return in_uri
+
+
 def image_uri(provider_node_id: int, designator: str) -> str:
     """The ImageURI naming ``designator`` on the provider ``provider_node_id``."""
     if not 0 <= provider_node_id < 1 << 64:
         raise ImageUriError(f"node id {provider_node_id:#x} is not 64-bit")
-    uri = f"{SCHEME}{provider_node_id:016X}/{designator_in_uri(designator)}"
+    uri = f"{SCHEME}{provider_node_id:016X}/{check_designator(designator)}"
     check_image_uri(uri, provider_node_id)
     return uri
 
