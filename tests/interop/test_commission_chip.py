@@ -6,9 +6,11 @@ has that PAA in its trust store and verifies attestation as it would for any pro
 discovers the daemon by long discriminator, opens PASE, arms the fail-safe, reads DAC/PAI,
 verifies the attestation and the CSR, installs root and NOC, finds the node by operational
 discovery, connects with CASE and sends CommissioningComplete. Then, over CASE, it reads Basic
-Information and our view of its fabric and invokes QueryImage. The daemon restarts: the fabric
-comes back from the state store, the commissioning window stays closed, and the controller
-(same storage, same fabric) reconnects over CASE.
+Information and our view of its fabric and invokes QueryImage: the OTA provider shares the
+fabric table commissioning filled, so it offers the release of the daemon's releases.yaml with
+an ImageURI naming the node id the controller gave us. The daemon restarts: the fabric comes
+back from the state store, the commissioning window stays closed, and the controller (same
+storage, same fabric) reconnects over CASE and is offered the image again.
 """
 
 from __future__ import annotations
@@ -20,13 +22,19 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from matter_ota.config import load_config
 from matter_ota.crypto import attestation
+from matter_ota.operations import Console
+from matter_ota.ota_image import build_image
+from matter_ota.provider.uri import check_image_uri
 from matter_ota.setup_payload import SetupPayload
+from matter_ota.store import Store
 
 from .chip_controller import CHECKOUT, credentials_dir, run_controller
 from .daemon import serve
@@ -84,17 +92,47 @@ def untrusted_identity(state_dir: Path) -> None:
     attestation.save(identity, state_dir / "attestation")
 
 
-def daemon_args() -> tuple[str, ...]:
+def release_site(workdir: Path) -> Path:
+    """provider.yaml with one release to 100 % of version 2 for our own product (what the
+    controller's QueryImage asks about); the store is the daemon's state directory."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    doc = {"state_dir": str(workdir / "state"), "firmware_dir": "firmware",
+           "releases_file": "releases.yaml", "dcl": {"url": "https://127.0.0.1:9"}}
+    (workdir / "provider.yaml").write_text(yaml.safe_dump(doc))
+    (workdir / "releases.yaml").write_text("releases: []\n")
+    image = workdir / "fw-2.ota"
+    image.write_bytes(build_image(os.urandom(4096), vendor_id=VENDOR_ID, product_id=PRODUCT_ID,
+                                  software_version=2, software_version_string="2.0"))
+    config = load_config(workdir / "provider.yaml")
+    with Store.open(config.provider.state_dir) as store:
+        Console(config.provider, store, actor="test").release(
+            channel="production", image=image, percent=100, same_set=False, product=None)
+    return workdir / "provider.yaml"
+
+
+def daemon_args(config: Path | None = None) -> tuple[str, ...]:
     return ("--passcode", str(PASSCODE), "--discriminator", str(DISCRIMINATOR),
             "--vendor-id", str(VENDOR_ID), "--product-id", str(PRODUCT_ID),
-            "--mdns-interface", "dev0")
+            "--mdns-interface", "dev0", *(("--config", str(config)) if config else ()))
+
+
+def assert_offered(query: dict[str, object]) -> None:
+    """UpdateAvailable for version 2, at bdx://<the node id the commissioner gave us>/..."""
+    assert query["type"] == "QueryImageResponse", query
+    answer = query["value"]
+    assert isinstance(answer, dict)
+    assert answer["status"] == 0, query  # UpdateAvailable
+    assert check_image_uri(answer["imageURI"], NODE_ID) == "fw-2.ota", query
+    assert answer["softwareVersion"] == 2
 
 
 def test_chip_controller_commissions_the_daemon(ns: Namespace, tmp_path: Path) -> None:
     workdir = tmp_path / "daemon"
+    config = release_site(workdir)
     dev_credentials(workdir / "state")
     scratch = tmp_path / "controller"
-    with serve(ns, workdir, *daemon_args()) as daemon:
+    with serve(ns, workdir, *daemon_args(config)) as daemon:
+        assert daemon.wait_for("event=ota_enabled releases=1 fabrics=0"), daemon.log()
         assert daemon.wait_for("event=mdns_published"), daemon.log()
         outcome = run_controller(ns, scratch, "commission", "--passcode", str(PASSCODE),
                                  "--discriminator", str(DISCRIMINATOR), "--node-id",
@@ -126,7 +164,10 @@ def test_chip_controller_commissions_the_daemon(ns: Namespace, tmp_path: Path) -
         acl = steps["acl"]["AccessControl.Acl"]["value"]
         assert [(e["privilege"], e["authMode"], e["subjects"]) for e in acl] == [
             (5, 2, [112233])]
-        assert steps["query"]["value"]["status"] == 2  # NotAvailable: the im skeleton's answer
+        # The provider knows the commissioned fabric (one table): the controller, a node of
+        # it with Administer, is offered the release over CASE.
+        assert_offered(steps["query"])
+        assert f"event=query node=0x{112233:016X}" in log
         # The commissioning window closed: no _matterc record, and PASE goes unanswered.
         found = run_controller(ns, tmp_path / "discover", "discover", "--query",
                                f"LONG_DISCRIMINATOR={DISCRIMINATOR}", "--timeout", "3")
@@ -137,16 +178,17 @@ def test_chip_controller_commissions_the_daemon(ns: Namespace, tmp_path: Path) -
         assert "event=pase_refused reason=window_closed" in daemon.log()
 
     # Restart: the fabric is in the state store; the window stays closed.
-    with serve(ns, workdir, *daemon_args()) as daemon:
+    with serve(ns, workdir, *daemon_args(config)) as daemon:
         assert daemon.wait_for("event=mdns_operational"), daemon.log()
         assert "window=closed" in daemon.log()
+        assert "event=ota_enabled releases=1 fabrics=1" in daemon.log()
         assert "reason=commissioned" in daemon.log()
         again = run_controller(ns, scratch, "--reuse-fabric", "operate", "--node-id",
                                str(NODE_ID), timeout=90)
         assert again.ok, f"{again.result}\n{again.log[-6000:]}\ndaemon:\n{daemon.log()}"
         assert again.result["steps"]["compressed_fabric_id"] == cfid
         assert again.result["steps"]["basic"]["BasicInformation.VendorID"]["value"] == VENDOR_ID
-        assert again.result["steps"]["query"]["value"]["status"] == 2
+        assert_offered(again.result["steps"]["query"])
         assert "event=case_established" in daemon.log()
 
 

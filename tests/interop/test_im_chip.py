@@ -2,8 +2,8 @@
 
 It reads Basic Information and Descriptor with its generated cluster objects and must get
 correctly typed values, decodes a wildcard read of every cluster (two chunked ReportData
-messages) into its cluster dataclasses, writes NodeLabel, invokes QueryImage and sees a
-subscription report of a change.
+messages) into its cluster dataclasses, writes NodeLabel, is refused QueryImage (the provider
+answers CASE sessions of its fabrics only) and sees a subscription report of a change.
 """
 
 from __future__ import annotations
@@ -70,9 +70,13 @@ def test_chip_controller_reads_writes_invokes_subscribes(ns: Namespace, tmp_path
     # PASE is the commissioning window: implicit Administer, no fabric, so an empty ACL.
     assert clusters["AccessControl"]["value"]["acl"] == []
     assert steps["write"] == [0] and steps["label"] == "lab"
-    assert steps["query"]["type"] == "QueryImageResponse"
-    assert steps["query"]["value"]["status"] == 2  # NotAvailable (the placeholder decider)
-    assert steps["timed_query"]["status"] == 2  # TimedRequest, then the invoke in its window
+    # The OTA provider answers only CASE sessions of its fabrics (the requestor's identity is
+    # the session's): over PASE, even with the commissioning window's implicit Administer,
+    # QueryImage is UNSUPPORTED_ACCESS, plain or timed (TimedRequest, then the invoke in its
+    # window). A positive QueryImage over CASE: test_commission_chip, test_ota_chip.
+    assert steps["query"] == {"status": 0x7E}, steps["query"]
+    assert steps["timed_query"] == {"status": 0x7E}, steps["timed_query"]
+    assert "event=query " not in log  # refused before the provider recorded anything
     assert steps["bad_apply"] == 0x85  # a 5-byte UpdateToken: INVALID_COMMAND
     assert steps["subscription_saw"] == "sub"
     # The controller's liveness check was satisfied by our empty keep-alive reports: one
