@@ -319,9 +319,11 @@ class Node:
             proto, body = ProtocolHeader.decode(plain)
             payload = plain[body:]
             duplicate = not secure.reception.accept(header.message_counter)
-            self.sessions.touch(secure)
+            if not duplicate:
+                self.sessions.touch(secure)
             session = secure
-        session.mark_peer_activity(now, addr)
+        if not duplicate:  # a replay from elsewhere must not redirect our replies
+            session.mark_peer_activity(now, addr)
         return Message(session, header, proto, payload, addr, now), duplicate
 
     def _unsecured_for(self, header: MessageHeader, addr: Address, now: float) -> UnsecuredSession:
