@@ -309,7 +309,7 @@ class Node:
         if header.session_id == 0:
             proto, body = ProtocolHeader.decode(data[offset:])
             payload = bytes(data[offset + body :])
-            session = self._unsecured_for(header, addr, now)
+            session = self._unsecured_for(header, proto, addr, now)
             duplicate = not session.reception.accept(header.message_counter)
         else:
             secure = self.sessions.get(header.session_id)
@@ -326,7 +326,9 @@ class Node:
             session.mark_peer_activity(now, addr)
         return Message(session, header, proto, payload, addr, now), duplicate
 
-    def _unsecured_for(self, header: MessageHeader, addr: Address, now: float) -> UnsecuredSession:
+    def _unsecured_for(
+        self, header: MessageHeader, proto: ProtocolHeader, addr: Address, now: float
+    ) -> UnsecuredSession:
         if header.source_node_id is not None:
             # A peer initiating session establishment with its ephemeral node id.
             key = ("unsecured", False, header.source_node_id)
@@ -339,7 +341,12 @@ class Node:
                     peer_addr=addr,
                     now=now,
                 )
-                self._remember_unsecured(found)
+                # Only a message that may open a handshake earns a place in the table: garbage
+                # from fresh node ids must not push out the peers mid-handshake.
+                route = self.route(proto.full_protocol_id, proto.opcode)
+                opens = route is not None and SessionKind.UNSECURED in route.sessions
+                if proto.initiator and opens:
+                    self._remember_unsecured(found)
             else:
                 self._unsecured.move_to_end(key)
             return found
@@ -350,10 +357,16 @@ class Node:
         raise MessageError("unsecured message for no known session")
 
     def _remember_unsecured(self, session: UnsecuredSession) -> None:
-        self._unsecured[session.key] = session
-        while len(self._unsecured) > self.max_unsecured_sessions:
-            _, old = self._unsecured.popitem(last=False)
+        if len(self._unsecured) >= self.max_unsecured_sessions:
+            # Evict the least recently used session with no open exchange (a refused or finished
+            # handshake); only when every one is mid-handshake, the least recently used.
+            busy = {e.session.key for e in self.exchanges.exchanges() if not e.closed}
+            victim = next((k for k in self._unsecured if k not in busy), None)
+            if victim is None:
+                victim = next(iter(self._unsecured))
+            old = self._unsecured.pop(victim)
             self._notify_dropped(self.exchanges.close_session(old))
+        self._unsecured[session.key] = session
 
     def _accepts(self, message: Message) -> bool:
         route = self.route(message.protocol_id, message.opcode)

@@ -1,0 +1,44 @@
+"""Every resource a peer can make the provider hold has a bound, and hitting it costs the
+legitimate peers nothing: unsecured sessions, PASE attempts, concurrent CASE handshakes, secure
+sessions (LRU), exchanges per session, BDX transfers, subscriptions."""
+
+from __future__ import annotations
+
+import itertools
+
+from adversary import ATTACKER_ADDR, World
+
+from matter_ota.messaging.header import MessageHeader, ProtocolHeader
+from matter_ota.messaging.status import Protocol
+from matter_ota.messaging.status import SecureChannelOpcode as Op
+
+_counter = itertools.count(1000)
+
+
+def unsecured(source_node_id: int, protocol: int, opcode: int, payload: bytes = b"",
+              exchange_id: int = 1) -> bytes:
+    """A session-establishment-style datagram from an ephemeral node id."""
+    header = MessageHeader(0, next(_counter), source_node_id=source_node_id)
+    proto = ProtocolHeader(protocol_id=protocol, opcode=opcode, exchange_id=exchange_id,
+                           initiator=True, requires_ack=True)
+    return header.encode() + proto.encode() + payload
+
+
+def test_unsecured_flood_does_not_evict_a_handshake_in_progress() -> None:
+    """Datagrams from thousands of fresh ephemeral node ids (garbage opcodes, other protocols,
+    PBKDF requests that get BUSY) arrive between the legitimate PASE messages: the handshake
+    still completes, and the unsecured session table stays bounded."""
+    world = World(max_unsecured_sessions=8)
+    ids = itertools.count(0x1000)
+
+    def flood(w: World) -> None:
+        for opcode, protocol in ((0x77, Protocol.SECURE_CHANNEL), (0x02, Protocol.BDX),
+                                 (Op.PBKDF_PARAM_REQUEST, Protocol.SECURE_CHANNEL),
+                                 (Op.CASE_SIGMA1, Protocol.SECURE_CHANNEL)):
+            for _ in range(20):
+                w.to_server(unsecured(next(ids), protocol, opcode, b"\x15\x18"), ATTACKER_ADDR)
+        assert len(w.server._unsecured) <= 8
+
+    world.pase_session(flood)
+    world.quiesce()
+    world.assert_bounded()
