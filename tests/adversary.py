@@ -243,6 +243,7 @@ class World:
         """After :meth:`quiesce`: nothing of a finished or abandoned conversation is left."""
         server = self.server
         assert len(server.exchanges) == 0, server.exchanges.exchanges()
+        assert server.exchanges._responders == {}
         assert len(server._unsecured) <= server.max_unsecured_sessions
         assert len(server.sessions) <= server.sessions.max_sessions
         assert server.sessions._reserved == set(), server.sessions._reserved  # no id leaked

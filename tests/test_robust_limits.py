@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import itertools
 
-from adversary import ATTACKER_ADDR, World
+from adversary import ATTACKER_ADDR, Reads, World
 
+from matter_ota.im.messages import Opcode, TimedRequest
+from matter_ota.messaging.exchange import MAX_RESPONDER_EXCHANGES
 from matter_ota.messaging.header import MessageHeader, ProtocolHeader
+from matter_ota.messaging.session import SecureSession
 from matter_ota.messaging.status import Protocol
 from matter_ota.messaging.status import SecureChannelOpcode as Op
 
@@ -40,5 +43,29 @@ def test_unsecured_flood_does_not_evict_a_handshake_in_progress() -> None:
         assert len(w.server._unsecured) <= 8
 
     world.pase_session(flood)
+    world.quiesce()
+    world.assert_bounded()
+
+
+def timed_request(world: World, session: SecureSession, ms: int) -> Reads:
+    conv = Reads()
+    world.client.new_exchange(session, conv, world.now).send(
+        Protocol.INTERACTION_MODEL, Opcode.TIMED_REQUEST, TimedRequest(timeout=ms).encode())
+    return conv
+
+
+def test_exchanges_per_session_are_bounded() -> None:
+    """A CASE peer opening 40 timed windows (each holds an exchange for a minute) gets 16; its
+    other session and, once the windows lapse, this one are served as before."""
+    world = World()
+    pase = world.pase_session()
+    case = world.case_session()
+    convs = [timed_request(world, case, 60_000) for _ in range(40)]
+    world.pump()
+    assert sum(1 for c in convs if c.reports) == MAX_RESPONDER_EXCHANGES
+    assert world.server.exchanges._responders[("secure", case.peer_session_id)] == 16
+    assert len(world.read(pase).reports) == 1  # another session: unaffected
+    world.advance(70.0)  # the windows lapse; the refused ones were retransmitted meanwhile
+    assert len(world.read(case).reports) == 1
     world.quiesce()
     world.assert_bounded()

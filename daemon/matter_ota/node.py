@@ -29,6 +29,7 @@ from typing import Protocol as TypingProtocol
 from matter_ota.messaging.counters import MessageCounter
 from matter_ota.messaging.errors import MessageError
 from matter_ota.messaging.exchange import (
+    MAX_RESPONDER_EXCHANGES,
     CloseReason,
     Exchange,
     ExchangeDelegate,
@@ -112,11 +113,13 @@ class Node:
         *,
         max_sessions: int = 64,
         max_unsecured_sessions: int = 32,
+        max_exchanges_per_session: int = MAX_RESPONDER_EXCHANGES,
         jitter: Jitter | None = None,
         randbits: Callable[[int], int] = secrets.randbits,
     ) -> None:
         self.sessions = SessionTable(max_sessions, randbits)
-        self.exchanges = ExchangeManager(self, self._queue, jitter, randbits)
+        self.exchanges = ExchangeManager(self, self._queue, jitter, randbits,
+                                         max_exchanges_per_session)
         self.max_unsecured_sessions = max_unsecured_sessions
         self._randbits = randbits
         self._unsecured: OrderedDict[object, UnsecuredSession] = OrderedDict()
