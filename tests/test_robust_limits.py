@@ -69,3 +69,35 @@ def test_exchanges_per_session_are_bounded() -> None:
     assert len(world.read(case).reports) == 1
     world.quiesce()
     world.assert_bounded()
+
+
+def _with_source(data: bytes, node_id: int) -> bytes:
+    header, offset = MessageHeader.decode(data)
+    assert header.session_id == 0 and header.source_node_id is not None
+    forged = MessageHeader(0, next(_counter), source_node_id=node_id)
+    return forged.encode() + data[offset:]
+
+
+def _sigma1s(world: World) -> list[bytes]:
+    out = []
+    for data in world.history:
+        header, offset = MessageHeader.decode(data)
+        if header.session_id == 0:
+            proto, _ = ProtocolHeader.decode(data[offset:])
+            if proto.opcode == Op.CASE_SIGMA1:
+                out.append(data)
+    return out
+
+
+def test_replayed_sigma1_holds_at_most_one_handshake_slot() -> None:
+    """A captured Sigma1 replayed under 20 fresh ephemeral node ids is one pending handshake,
+    not 20: the legitimate device still gets its CASE session (no BUSY)."""
+    world = World()
+    world.case_session()
+    (sigma1,) = _sigma1s(world)
+    for n in range(20):
+        world.to_server(_with_source(sigma1, 0x5000 + n), ATTACKER_ADDR)
+    assert world.case.pending <= 1
+    assert world.case_session() is not None  # resumption or full: either way, not BUSY
+    world.quiesce()
+    world.assert_bounded()
