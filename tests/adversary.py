@@ -24,6 +24,7 @@ from msg_pair import CLIENT_ADDR, SERVER_ADDR
 from matter_ota.bdx.client import Download, DownloadCompleted, start_download
 from matter_ota.bdx.image_source import BytesImage
 from matter_ota.bdx.receiver import ReceiverTransfer
+from matter_ota.bdx.sender import Lookup
 from matter_ota.bdx.server import BdxServer
 from matter_ota.clusters.basic_information import BasicInfo
 from matter_ota.clusters.ota_provider import NothingAvailable
@@ -93,7 +94,8 @@ class World:
     """The provider (``server``) and one legitimate client, paired in memory."""
 
     def __init__(self, *, server_fabric: FabricInfo | None = None,
-                 client_fabric: FabricInfo | None = None, **node_kwargs: int) -> None:
+                 client_fabric: FabricInfo | None = None, bdx_lookup: Lookup = lookup,
+                 **node_kwargs: int) -> None:
         ca = authority()
         self.server_fabric = server_fabric or ca.issue(SERVER_NODE)
         self.client_fabric = client_fabric or ca.issue(CLIENT_NODE)
@@ -110,7 +112,7 @@ class World:
                          product_id=0x8000, unique_id="0123456789ABCDEF")
         self.model = build_root_node(info, self.acl, NothingAvailable())
         self.im = InteractionServer(self.server, self.model, self.acl)
-        self.bdx = BdxServer(self.server, lookup)
+        self.bdx = BdxServer(self.server, bdx_lookup)
         self.client = Node(jitter=lambda: 0.0)
         self.case_client = CaseClient(self.client, cert_time=lambda now: int(now))
         self.history: list[bytes] = []  # what the legitimate client sent, in order
