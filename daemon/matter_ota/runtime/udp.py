@@ -39,6 +39,7 @@ import anyio.lowlevel
 from matter_ota.messaging.header import MAX_MESSAGE_SIZE
 from matter_ota.messaging.session import Address
 from matter_ota.node import Node
+from matter_ota.runtime import ratelimit
 
 log = logging.getLogger("matter_ota.udp")
 
@@ -122,6 +123,7 @@ class UdpTransport:
         self._prioritize = prioritize_sessions  # False: one FIFO (for measurements)
         self._sleep: anyio.CancelScope | None = None
         self._socket: socket.socket | None = None
+        ratelimit.install()  # a flood of datagrams must not become a flood of log lines
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[Address] = anyio.TASK_STATUS_IGNORED
