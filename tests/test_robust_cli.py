@@ -134,6 +134,9 @@ def check(argv: list[str], stdin: str = "") -> tuple[int, str]:
     ["image", "show", "/"],
     ["image", "show", "payload.bin"],
     ["image", "verify", "fw.ota", "--vendor-id", "zz"],
+    ["image", "extract", "fw.ota", "/"],
+    ["image", "extract", "fw.ota", ""],
+    ["image", "create", "payload.bin", ""],
     ["image", "create", "/", "out.ota"],
     ["dcl", "clear-quarantine", "\r\n"],
 ])
