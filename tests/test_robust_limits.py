@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import itertools
 
-from adversary import ATTACKER_ADDR, Reads, World
+from adversary import ATTACKER_ADDR, PASSCODE, Reads, World
+from msg_pair import SERVER_ADDR
 
 from matter_ota.im.messages import Opcode, TimedRequest
 from matter_ota.messaging.exchange import MAX_RESPONDER_EXCHANGES
 from matter_ota.messaging.header import MessageHeader, ProtocolHeader
-from matter_ota.messaging.session import SecureSession
+from matter_ota.messaging.session import SecureSession, SessionKind
 from matter_ota.messaging.status import Protocol
 from matter_ota.messaging.status import SecureChannelOpcode as Op
+from matter_ota.node import SessionEstablished
+from matter_ota.secure_channel.pase_node import start_pase
 
 _counter = itertools.count(1000)
 
@@ -99,5 +102,34 @@ def test_replayed_sigma1_holds_at_most_one_handshake_slot() -> None:
         world.to_server(_with_source(sigma1, 0x5000 + n), ATTACKER_ADDR)
     assert world.case.pending <= 1
     assert world.case_session() is not None  # resumption or full: either way, not BUSY
+    world.quiesce()
+    world.assert_bounded()
+
+
+def test_wrong_passcodes_close_the_commissioning_window() -> None:
+    """Spec 13.3 / 5.4.2: after 20 failed attempts PASE is refused, even with the right code."""
+    world = World()
+    for _ in range(20):
+        start_pase(world.client, SERVER_ADDR, PASSCODE + 1, world.now)
+        world.advance(2.0)
+    assert world.pase.server.failures == 20 and not world.pase.server.window_open
+    start_pase(world.client, SERVER_ADDR, PASSCODE, world.now)
+    world.advance(2.0)
+    assert not any(isinstance(e, SessionEstablished) for e in world._events(world.client))
+    assert not [s for s in world.server.sessions if s.kind is SessionKind.PASE]
+    world.quiesce()
+    world.assert_bounded()
+
+
+def test_secure_sessions_beyond_the_table_evict_the_least_recently_used() -> None:
+    world = World(max_sessions=3)
+    sessions = [world.case_session() for _ in range(3)]
+    assert len(world.read(sessions[0]).reports) == 1  # the first is now the most recent
+    newest = world.case_session()
+    assert len(world.server.sessions) == 3
+    live = {s.local_session_id for s in world.server.sessions}
+    assert sessions[1].peer_session_id not in live  # least recently used: evicted
+    assert {sessions[0].peer_session_id, newest.peer_session_id} <= live
+    assert len(world.read(sessions[0]).reports) == 1
     world.quiesce()
     world.assert_bounded()
