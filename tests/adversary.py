@@ -118,6 +118,8 @@ class World:
         self.history: list[bytes] = []  # what the legitimate client sent, in order
         self.server_out: list[tuple[bytes, Address]] = []
         self.handled = 0  # datagrams the server was given (legitimate and injected)
+        self.net: random.Random | None = None  # set: each round is shuffled and lossy
+        self.loss = 0.0
 
     # -- moving datagrams ----------------------------------------------------------------------
 
@@ -135,18 +137,25 @@ class World:
         """Deliver until both sides are quiet; ``inject`` runs before each legitimate delivery."""
         while True:
             moved = 0
-            for data, _ in self.client.datagrams_to_send():
+            for data, _ in self._network(self.client.datagrams_to_send()):
                 if inject is not None:  # the attacker knows what the server already got
                     inject(self)
                 self.history.append(data)
                 self.to_server(data, CLIENT_ADDR)
                 moved += 1
-            for data, addr in self._collect_server():
+            for data, addr in self._network(self._collect_server()):
                 if addr == CLIENT_ADDR:
                     self.client.datagram_received(data, SERVER_ADDR, self.now)
                     moved += 1
             if not moved:
                 return
+
+    def _network(self, batch: list[tuple[bytes, Address]]) -> list[tuple[bytes, Address]]:
+        """What of ``batch`` arrives, in what order (all, in order, unless :attr:`net`)."""
+        if self.net is None:
+            return batch
+        self.net.shuffle(batch)
+        return [item for item in batch if self.net.random() >= self.loss]
 
     def advance(self, seconds: float, inject: Inject | None = None) -> None:
         """Step time to each due timer of either node in turn, delivering as we go."""

@@ -9,6 +9,7 @@ establishment; a replayed secured message is not processed twice and does not mo
 
 from __future__ import annotations
 
+import random
 import struct
 from collections import deque
 from dataclasses import dataclass
@@ -151,3 +152,16 @@ def test_replayed_secure_message_is_dropped_and_does_not_move_the_session() -> N
     assert len(calls) == 1
     assert server_session.peer_addr == CLIENT_ADDR  # replies still go to the real peer
     assert all(addr == CLIENT_ADDR for _, addr in world.server.datagrams_to_send())
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32), st.sampled_from([0.0, 0.1, 0.25]))
+def test_reordered_and_lossy_network_still_completes(seed: int, loss: float) -> None:
+    """Every round of datagrams shuffled, up to a quarter lost: MRP and the handshakes' own
+    timers carry the whole conversation through."""
+    world = World()
+    world.net, world.loss = random.Random(seed), loss
+    world.legit_conversation()
+    world.net = None
+    world.quiesce()
+    world.assert_bounded()
