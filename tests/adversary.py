@@ -15,6 +15,7 @@ in ``world.server_out`` for the "nothing secure on an unsecured session" check.
 from __future__ import annotations
 
 import io
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -90,6 +91,15 @@ class Reads(ExchangeDelegate):
         self.closed.append(reason)
 
 
+class _Errors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 class World:
     """The provider (``server``) and one legitimate client, paired in memory."""
 
@@ -120,6 +130,8 @@ class World:
         self.handled = 0  # datagrams the server was given (legitimate and injected)
         self.net: random.Random | None = None  # set: each round is shuffled and lossy
         self.loss = 0.0
+        self.errors = _Errors()  # a handler_error / delegate_error is a bug a peer can trigger
+        logging.getLogger("matter_ota").addHandler(self.errors)
 
     # -- moving datagrams ----------------------------------------------------------------------
 
@@ -252,6 +264,8 @@ class World:
 
     def assert_bounded(self) -> None:
         """After :meth:`quiesce`: nothing of a finished or abandoned conversation is left."""
+        logging.getLogger("matter_ota").removeHandler(self.errors)
+        assert not self.errors.records, [r.getMessage() for r in self.errors.records]
         server = self.server
         assert len(server.exchanges) == 0, server.exchanges.exchanges()
         assert server.exchanges._responders == {}
