@@ -19,10 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from msg_pair import CLIENT_ADDR
 
+from matter_ota import tlv
 from matter_ota.messaging.errors import MessageError
 from matter_ota.messaging.exchange import Exchange, Message
 from matter_ota.messaging.header import MessageHeader
 from matter_ota.messaging.session import SECURE_SESSIONS
+from matter_ota.messaging.status import Protocol
 
 KINDS = ("random", "replay", "flip", "truncate", "extend", "session", "counter", "header")
 
@@ -163,5 +165,43 @@ def test_reordered_and_lossy_network_still_completes(seed: int, loss: float) -> 
     world.net, world.loss = random.Random(seed), loss
     world.legit_conversation()
     world.net = None
+    world.quiesce()
+    world.assert_bounded()
+
+
+_tlv_leaf = (st.integers(-(2**63), 2**64 - 1).map(lambda n: tlv.uint(n) if n >= 0 else n)
+             | st.booleans() | st.none() | st.text(max_size=8) | st.binary(max_size=12))
+_tlv = st.recursive(_tlv_leaf, lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.integers(0, 8), inner, max_size=4), max_leaves=12)
+_im_opcodes = st.sampled_from([0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0B])
+_bdx_opcodes = st.sampled_from([0x01, 0x02, 0x04, 0x05, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15])
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.booleans(), st.booleans(), _im_opcodes | _bdx_opcodes,
+                          _tlv | st.binary(max_size=60), st.integers(0, 3)), max_size=12))
+def test_an_authenticated_peer_sending_nonsense_breaks_nothing(
+        steps: list[tuple[bool, bool, int, object, int]]) -> None:
+    """A CASE peer (Operate on fabric A) sends IM and BDX messages with arbitrary opcodes and
+    TLV on new and on running exchanges: every one gets a status or nothing, no handler fails,
+    nothing is left over, and its next honest read is served."""
+    world = World()
+    session = world.case_session()
+    exchanges: list[Exchange] = []
+    for bdx, reuse, opcode, body, pick in steps:
+        payload = body if isinstance(body, bytes) else tlv.encode(body)
+        live = [e for e in exchanges if not e.closed]
+        if reuse and live:
+            exchange = live[pick % len(live)]
+        else:
+            exchange = world.client.new_exchange(session, None, world.now)
+            exchanges.append(exchange)
+        exchange.send(Protocol.BDX if bdx else Protocol.INTERACTION_MODEL, opcode, payload)
+        world.pump()
+    for exchange in exchanges:
+        if not exchange.closed:
+            exchange.close()
+    world.quiesce()
+    assert len(world.read(session).reports) == 1
     world.quiesce()
     world.assert_bounded()
