@@ -52,12 +52,6 @@ log = logging.getLogger("matter_ota.exchange")
 
 Transmit = Callable[[bytes, Address | None], None]
 
-#: Ours (no spec value; connectedhomeip pools 16 exchanges per node on small devices): the
-#: exchanges one peer's session may hold open on our side at once. Beyond it a new exchange is
-#: dropped unacknowledged (the peer retransmits, by when one may have ended), so a peer cannot
-#: make us hold unbounded state (timed windows, unacknowledged reports) on one session.
-MAX_RESPONDER_EXCHANGES = 16
-
 
 class CloseReason(enum.Enum):
     """Why an exchange ended (passed to :meth:`ExchangeDelegate.on_close`)."""
@@ -272,6 +266,12 @@ class Exchange:
 
 ExchangeKey = tuple[object, int, bool]
 
+#: Ours (no spec value; connectedhomeip pools 16 exchanges per node on small devices): the
+#: exchanges one peer's session may hold open on our side at once. Beyond it a new exchange is
+#: dropped unacknowledged (the peer retransmits, by when one may have ended), so a peer cannot
+#: make us hold unbounded state (timed windows, unacknowledged reports) on one session.
+MAX_RESPONDER_EXCHANGES = 16
+
 
 class ExchangeManager:
     """All exchanges of a node: routing by (session, exchange id, role), ids, MRP timers."""
@@ -286,8 +286,6 @@ class ExchangeManager:
     ) -> None:
         self.node = node
         self.transmit = transmit
-        self.max_per_session = max_per_session
-        self._responders: dict[object, int] = {}  # session key -> live responder exchanges
         self.jitter: Jitter = jitter if jitter is not None else random.SystemRandom().random
         self.now = 0.0
         self._exchanges: dict[ExchangeKey, Exchange] = {}
@@ -296,6 +294,8 @@ class ExchangeManager:
         # moves and are dropped or re-filed lazily, so a timer costs O(log n), not a scan.
         self._timers: list[tuple[float, int, Exchange]] = []
         self._seq = itertools.count()
+        self.max_per_session = max_per_session
+        self._responders: dict[object, int] = {}  # session key -> live responder exchanges
 
     def __len__(self) -> int:
         return len(self._exchanges)
