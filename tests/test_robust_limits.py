@@ -6,10 +6,18 @@ from __future__ import annotations
 
 import itertools
 
-from adversary import ATTACKER_ADDR, PASSCODE, Reads, World
+from adversary import ATTACKER_ADDR, CLIENT_NODE, PASSCODE, Reads, World
 from msg_pair import SERVER_ADDR
 
-from matter_ota.im.messages import Opcode, TimedRequest
+from matter_ota.im.acl import AccessControlEntry, AuthMode, Privilege
+from matter_ota.im.messages import (
+    AttributeDataIB,
+    AttributePathIB,
+    Opcode,
+    TimedRequest,
+    WriteRequest,
+)
+from matter_ota.im.subscriptions import STATUS_RESPONSE_TIMEOUT
 from matter_ota.messaging.exchange import MAX_RESPONDER_EXCHANGES
 from matter_ota.messaging.header import MessageHeader, ProtocolHeader
 from matter_ota.messaging.session import SecureSession, SessionKind
@@ -131,5 +139,28 @@ def test_secure_sessions_beyond_the_table_evict_the_least_recently_used() -> Non
     assert sessions[1].peer_session_id not in live  # least recently used: evicted
     assert {sessions[0].peer_session_id, newest.peer_session_id} <= live
     assert len(world.read(sessions[0]).reports) == 1
+    world.quiesce()
+    world.assert_bounded()
+
+
+def test_an_abandoned_chunked_write_does_not_hold_its_exchange() -> None:
+    """A WriteRequest announcing more chunks that never come: the exchange ends after the
+    response timeout (it used to stay for the life of the session, and 16 of them now
+    exhaust the session's exchanges)."""
+    world = World()
+    session = world.case_session()
+    grant = AccessControlEntry(1, Privilege.ADMINISTER, AuthMode.CASE, (CLIENT_NODE,))
+    world.acl.set_entries(1, [grant])
+    request = WriteRequest(timed_request=False, more_chunked_messages=True, write_requests=[
+        AttributeDataIB(path=AttributePathIB(endpoint=0, cluster=0x0028, attribute=5),
+                        data="lab")])
+    for _ in range(MAX_RESPONDER_EXCHANGES):
+        world.client.new_exchange(session, Reads(), world.now).send(
+            Protocol.INTERACTION_MODEL, Opcode.WRITE_REQUEST, request.encode())
+    world.pump()
+    assert len(world.server.exchanges) == MAX_RESPONDER_EXCHANGES
+    world.advance(STATUS_RESPONSE_TIMEOUT + 1)
+    assert len(world.server.exchanges) == 0
+    assert len(world.read(session).reports) == 1
     world.quiesce()
     world.assert_bounded()
