@@ -1,4 +1,4 @@
-"""The UDP runtime under a flood: 20,000 garbage datagrams from one loopback socket while a
+"""The UDP runtime under a flood: 20,000 garbage datagrams from one loopback host while a
 legitimate client opens PASE and reads. The legitimate exchange completes, the daemon stays up
 and the log stays bounded (no line per garbage datagram at INFO; DEBUG drop lines rate-limited).
 """
@@ -28,6 +28,7 @@ from matter_ota.secure_channel.pase_node import start_pase
 
 FLOOD = 20_000
 LOCAL = "127.0.0.1"
+CLIENT_HOST = "127.0.0.2"  # another loopback host than the flood's
 
 
 class _Capture(logging.Handler):
@@ -71,13 +72,17 @@ async def _flood(target: tuple[str, int], legit_done: anyio.Event, stop: anyio.E
     """At least FLOOD datagrams, and on until the legitimate client is done."""
     rng = random.Random(1234)
     sent = 0
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.setblocking(False)
-        sock.bind((LOCAL, 0))
+    with contextlib.ExitStack() as stack:
+        socks = []
+        for _ in range(4):  # one host, several ports: the per-source share is per host
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            sock.setblocking(False)
+            sock.bind((LOCAL, 0))
+            socks.append(sock)
         while sent < FLOOD or not legit_done.is_set():
             for _ in range(50):
                 with contextlib.suppress(BlockingIOError):
-                    sock.sendto(garbage(rng, sent), target)
+                    socks[sent % 4].sendto(garbage(rng, sent), target)
                 sent += 1
             await anyio.sleep(0.001)
     FLOOD_SENT.append(sent)
@@ -105,7 +110,7 @@ def test_flood_of_garbage_does_not_stop_a_legitimate_pase_and_read() -> None:
         async def main() -> tuple[float, UdpTransport]:
             server = UdpTransport(world.server, host=LOCAL, port=0)
             client_node = Node()
-            client = UdpTransport(client_node, host=LOCAL, port=0, on_event=events.append)
+            client = UdpTransport(client_node, host=CLIENT_HOST, port=0, on_event=events.append)
             async with anyio.create_task_group() as tg:
                 target = await tg.start(server.run)
                 await tg.start(client.run)

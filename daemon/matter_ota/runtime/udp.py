@@ -7,9 +7,9 @@ explicit address) and one task that loops:
    id (message header bytes 1-2): **session** traffic (the id of a session the node holds:
    AES-CCM only, ~20 us a message) and **handshake** traffic (session id 0: PASE / CASE, whose
    public-key crypto costs milliseconds: a PASE responder step is ~15 ms in pure Python; and
-   anything naming no session we hold, which is garbage or stale). One source address may hold
-   at most an eighth of the handshake queue, so a single flooding peer cannot crowd the others
-   out of it;
+   anything naming no session we hold, which is garbage or stale). One source host (any of
+   its ports) may hold at most an eighth of the handshake queue, so a single flooding peer
+   cannot crowd the others out of it;
 2. hand the node one datagram, session traffic first;
 3. run the node's timer if due, send what it queued, and sleep until the socket is readable or
    :meth:`Node.next_deadline` comes (one timer, re-armed every turn).
@@ -123,7 +123,7 @@ class UdpTransport:
         self._session_q: deque[tuple[bytes, Address]] = deque()
         self._handshake_q: deque[tuple[bytes, Address]] = deque()
         self._per_source = max(2, max_handshake_queue // 8)  # of the handshake queue
-        self._queued_from: dict[Address, int] = {}
+        self._queued_from: dict[str, int] = {}  # source host -> its handshake datagrams
         self._on_event = on_event
         self._prioritize = prioritize_sessions  # False: one FIFO (for measurements)
         self._sleep: anyio.CancelScope | None = None
@@ -177,12 +177,12 @@ class UdpTransport:
         session_id = data[1] | data[2] << 8 if len(data) >= 3 else 0
         established = session_id != 0 and self.node.sessions.get(session_id) is not None
         if not established and self._prioritize:
-            queued = self._queued_from.get(addr, 0)
+            queued = self._queued_from.get(addr[0], 0)
             if len(self._handshake_q) >= self._max_handshake or queued >= self._per_source:
                 self.stats.handshake_dropped += 1
                 log.debug("event=drop reason=handshake_queue_full peer=[%s]:%d", *addr)
                 return False
-            self._queued_from[addr] = queued + 1
+            self._queued_from[addr[0]] = queued + 1
             self._handshake_q.append((data, addr))
         else:
             if len(self._session_q) >= self._max_session:
@@ -196,9 +196,10 @@ class UdpTransport:
             return self._session_q.popleft()
         if self._handshake_q:
             item = self._handshake_q.popleft()
-            left = self._queued_from.pop(item[1]) - 1
+            host = item[1][0]
+            left = self._queued_from.pop(host) - 1
             if left:
-                self._queued_from[item[1]] = left
+                self._queued_from[host] = left
             return item
         return None
 
