@@ -20,6 +20,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from matter_ota.bdx.sender import SenderConfig
 from matter_ota.cli import EXIT_USAGE, CliError
 from matter_ota.commands._common import default_config_path
 from matter_ota.commands._node_state import node_state
@@ -28,7 +29,7 @@ from matter_ota.facts import build_state
 from matter_ota.node import Node
 from matter_ota.operations import Console
 from matter_ota.policy.model import ReleaseKey, ReleaseState
-from matter_ota.provider.core import OtaProvider
+from matter_ota.provider.core import OtaProvider, ProviderSettings
 from matter_ota.provider.images import ImageFiles
 from matter_ota.provider.node import attach_bdx, requestor_access
 from matter_ota.runtime.service import ProviderService
@@ -110,6 +111,7 @@ def install_ota(node: Node, args: argparse.Namespace) -> None:
         state = FileState(path, store, config)
     shared = node_state(node, args)
     fabrics = shared.fabrics
+    limits = config.provider.limits  # restart-only: sized once at start
     offset = time.time() - time.monotonic()
 
     def auto_stop(key: ReleaseKey, reason: str) -> None:
@@ -125,8 +127,14 @@ def install_ota(node: Node, args: argparse.Namespace) -> None:
                    partial(resolve_designator, source) if source is not None else None),
         decide=partial(decide_with_dcl_now, source),
         wall=lambda now: now + offset, auto_stop=auto_stop,
+        settings=ProviderSettings(notify_timeout=limits.update_applied_timeout),
     )
-    bdx = attach_bdx(node, provider)
+    # The engine answers Busy at max_concurrent_transfers; the BDX table's hard bound leaves
+    # headroom for devices offered just before the cap was reached, so they are not refused.
+    bdx = attach_bdx(node, provider, SenderConfig(
+        idle_timeout=limits.bdx_idle_timeout,
+        max_transfers=2 * limits.max_concurrent_transfers,
+    ))
     if service is not None:
         service.at_stop(bdx.shutdown)  # transfers failed and the devices told, sessions last
     for index in sorted(shared.provisioned):
