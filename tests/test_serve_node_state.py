@@ -9,6 +9,7 @@ an administrator writes is the one the IM server checks. Fabrics come from the s
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from pathlib import Path
 
@@ -68,6 +69,10 @@ def test_one_fabric_table_one_acl_one_store(tmp_path: Path) -> None:
         state = args.node_state
 
         assert sorted(f.fabric_index for f in state.fabrics) == [1, 2]
+        out = io.StringIO()
+        serve.banner(args, ("::", 5540), out)
+        assert "commissioning window is closed" in out.getvalue()
+        assert "setup passcode" not in out.getvalue()
         assert state.provisioned == {2}
         assert not state.window_open  # a committed fabric closes the window
         # CASE answers for exactly that table.

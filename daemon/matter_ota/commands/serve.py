@@ -221,10 +221,16 @@ def banner(args: argparse.Namespace, address: Address, out: Any = None) -> None:
     print(f"matter-ota: serving on UDP [{address[0]}]:{address[1]}", file=out)
     print(f"  config: {args.config or '(built-in defaults)'}; state: {args.state_dir}",
           file=out)
-    print(f"  setup passcode {args.passcode:08d}, discriminator {args.discriminator}", file=out)
-    codes = setup_codes(args)
-    if codes is not None:
-        print(f"  manual pairing code {codes[0]}, QR payload {codes[1]}", file=out)
+    state = getattr(args, "node_state", None)
+    if state is not None and not state.window_open:
+        print(f"  commissioned ({len(state.fabrics)} fabric(s)); the commissioning window is "
+              "closed", file=out)
+    else:
+        print(f"  setup passcode {args.passcode:08d}, discriminator {args.discriminator}",
+              file=out)
+        codes = setup_codes(args)
+        if codes is not None:
+            print(f"  manual pairing code {codes[0]}, QR payload {codes[1]}", file=out)
     print("  Ctrl-C stops the daemon.", file=out, flush=True)
 
 
