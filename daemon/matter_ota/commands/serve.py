@@ -25,6 +25,7 @@ from matter_ota.commands._mdns import add_mdns_options, advertise, check_mdns_op
 from matter_ota.commands._mdns import commissionable_params as commissionable_params
 from matter_ota.commands._ota import install_ota
 from matter_ota.commands._pase import install_pase
+from matter_ota.commands._ramp import advance_ramps
 from matter_ota.commands.setup_code import add_device_options, payload_from_args
 from matter_ota.config import ProviderConfig
 from matter_ota.crypto import spake2p
@@ -63,6 +64,7 @@ INSTALLERS: list[Callable[[Node, argparse.Namespace], None]] = [
 COMPANIONS: list[Callable[[argparse.Namespace, Address], Coroutine[Any, Any, None]]] = [
     advertise,
     keep_dcl_fresh,
+    advance_ramps,
 ]
 
 
