@@ -55,23 +55,33 @@ class ControllerResult:
         return bool(self.result.get("ok"))
 
 
+def private_root_command(scratch: Path, *command: str) -> list[str]:
+    """``command`` in a fresh mount namespace and private root whose /data and /tmp are in
+    ``scratch``; the checkout and the virtualenv stay visible even when they live under /tmp
+    (as in CI's clones)."""
+    return [
+        "unshare", "-m", "--propagation", "private",
+        sys.executable, str(HERE / "private_root.py"), "--scratch", str(scratch),
+        "--keep", str(CHECKOUT), "--keep", sys.prefix, "--keep", sys.base_prefix, "--",
+        *command,
+    ]  # fmt: skip
+
+
 def run_controller(ns: Namespace, scratch: Path, *args: str, timeout: float = 60.0
                    ) -> ControllerResult:
     """Run one controller sub-command and return its outcome."""
     scratch.mkdir(parents=True, exist_ok=True)
     result_file = scratch / "data" / "result.json"
     result_file.unlink(missing_ok=True)
-    command = [
-        "unshare", "-m", "--propagation", "private",
-        sys.executable, str(HERE / "private_root.py"), "--scratch", str(scratch),
-        "--keep", str(CHECKOUT), "--keep", sys.prefix, "--keep", sys.base_prefix, "--",
+    command = private_root_command(
+        scratch,
         sys.executable, str(HERE / "controller_main.py"),
         # Paths as the controller sees them inside its private root.
         "--storage", "/data/controller.json",
         "--paa-trust-store", "/data/" + paa_trust_store(scratch).name,
         "--result", "/data/result.json",
         *args,
-    ]
+    )
     proc = subprocess.run(ns.wrap(command), capture_output=True, text=True, timeout=timeout,
                           cwd=CHECKOUT)
     log = proc.stderr + proc.stdout

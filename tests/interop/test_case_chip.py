@@ -26,6 +26,7 @@ import pytest
 from matter_ota.crypto import certs
 from matter_ota.fabrics import CertificateAuthority, FabricInfo
 
+from .chip_controller import private_root_command
 from .daemon import serve
 from .netns import Namespace, network_namespace, unavailable_reason
 
@@ -57,13 +58,12 @@ class ChipController:
         self.data.mkdir(parents=True, exist_ok=True)
         (self.data / "fabric.json").write_text(json.dumps(fabric))
         self.log_path = scratch / "controller.log"
-        command = [
-            "unshare", "-m", "--propagation", "private",
-            sys.executable, str(HERE / "private_root.py"), "--scratch", str(scratch), "--",
+        command = private_root_command(
+            scratch,
             sys.executable, "-X", "faulthandler", str(HERE / "case_chip_peer.py"),
             "--storage", "/data/controller.json", "--fabric", "/data/fabric.json",
             "--port-file", "/data/port.json", "--stop-file", "/data/stop", *extra,
-        ]  # fmt: skip
+        )  # fmt: skip
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 ns.wrap(command), stdout=log, stderr=subprocess.STDOUT, cwd=CHECKOUT

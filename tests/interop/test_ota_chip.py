@@ -22,6 +22,7 @@ from matter_ota.ota_image import build_image
 from matter_ota.provider.uri import check_image_uri
 from matter_ota.store import Store
 
+from .chip_controller import private_root_command
 from .daemon import serve
 from .netns import Namespace, network_namespace, unavailable_reason
 from .test_case_chip import CHIP_NODE, OUR_NODE, _fabrics
@@ -82,13 +83,12 @@ def test_chip_controller_queries_our_provider_over_case(ns: Namespace, tmp_path:
         data = scratch / "data"
         data.mkdir(parents=True)
         (data / "fabric.json").write_text(json.dumps(x509_form))
-        command = [
-            "unshare", "-m", "--propagation", "private",
-            sys.executable, str(HERE / "private_root.py"), "--scratch", str(scratch), "--",
+        command = private_root_command(
+            scratch,
             sys.executable, "-X", "faulthandler", str(HERE / "ota_chip_requestor.py"),
             "--storage", "/data/controller.json", "--fabric", "/data/fabric.json",
             "--node", hex(OUR_NODE), "--result-file", "/data/result.json",
-        ]  # fmt: skip
+        )  # fmt: skip
         controller_log = scratch / "controller.log"
         try:
             with controller_log.open("wb") as log:

@@ -28,6 +28,7 @@ import pytest
 from matter_ota.crypto import certs
 from matter_ota.fabrics import CertificateAuthority, FabricInfo, private_key_bytes
 
+from .chip_controller import private_root_command
 from .daemon import serve
 from .netns import Namespace, network_namespace, unavailable_reason
 from .test_ota_chip import _site
@@ -138,9 +139,8 @@ def test_matterjs_requestor_downloads_from_our_daemon(ns: Namespace, tmp_path: P
                 assert time.monotonic() < deadline and device.poll() is None, \
                     js_log_path.read_text(errors="replace")[-4000:]
                 time.sleep(0.1)
-            command = [
-                "unshare", "-m", "--propagation", "private",
-                sys.executable, str(HERE / "private_root.py"), "--scratch", str(scratch), "--",
+            command = private_root_command(
+                scratch,
                 sys.executable, "-X", "faulthandler", str(HERE / "ota_matterjs_commission.py"),
                 "--storage", "/data/controller.json", "--fabric", "/data/fabric.json",
                 "--ca", "/data/ca.json", "--device", ns.device_v6,
@@ -148,7 +148,7 @@ def test_matterjs_requestor_downloads_from_our_daemon(ns: Namespace, tmp_path: P
                 "--discriminator", str(DISCRIMINATOR), "--requestor-node", hex(REQUESTOR_NODE),
                 "--admin-node", hex(CHIP_NODE), "--provider-node", hex(OUR_NODE),
                 "--result-file", "/data/result.json",
-            ]  # fmt: skip
+            )  # fmt: skip
             with (scratch / "controller.log").open("wb") as log:
                 commissioner = subprocess.Popen(ns.wrap(command), stdout=log,
                                                 stderr=subprocess.STDOUT, cwd=CHECKOUT, env=env)

@@ -27,6 +27,7 @@ from matter_ota.commands._mdns import commissionable_params as commissionable_pa
 from matter_ota.commands._node_state import node_state
 from matter_ota.commands._ota import install_ota
 from matter_ota.commands._pase import install_pase
+from matter_ota.commands._ramp import advance_ramps
 from matter_ota.commands.setup_code import add_device_options, payload_from_args
 from matter_ota.config import ProviderConfig
 from matter_ota.crypto import spake2p
@@ -67,6 +68,7 @@ INSTALLERS: list[Callable[[Node, argparse.Namespace], None]] = [
 COMPANIONS: list[Callable[[argparse.Namespace, Address], Coroutine[Any, Any, None]]] = [
     advertise,
     keep_dcl_fresh,
+    advance_ramps,
 ]
 
 
