@@ -13,18 +13,22 @@ import io
 import json
 from pathlib import Path
 
+import anyio
 import pytest
 
 from matter_ota.cli import CliError
 from matter_ota.clusters.general_commissioning import GeneralCommissioningCluster
-from matter_ota.commands import serve
+from matter_ota.commands import _mdns, serve
+from matter_ota.commands._node_state import NodeState
+from matter_ota.commissioning.commissionee import CommissioningCompleted, FabricAdded
 from matter_ota.commissioning.persist import StoreFabrics
 from matter_ota.config import Config, ProviderConfig, ReleasesConfig
-from matter_ota.fabrics import CertificateAuthority
+from matter_ota.fabrics import CertificateAuthority, FabricInfo
 from matter_ota.im.acl import AccessControlEntry, AuthMode, Privilege
 from matter_ota.messaging.status import Protocol, SecureChannelOpcode
 from matter_ota.provider.core import OtaProvider
 from matter_ota.provider.node import requestor_access
+from matter_ota.runtime.mdns import MdnsError
 from matter_ota.runtime.service import ProviderService
 from matter_ota.store import Store
 
@@ -137,3 +141,93 @@ def test_the_same_fabric_from_a_file_keeps_the_stored_acl(tmp_path: Path) -> Non
         assert state.access.entries(1) == tuple(admin)
     finally:
         store.close()
+
+
+class _FakeAdvertiser:
+    """Stands in for python-zeroconf: the companion's control flow is under test here (the
+    real advertiser is tested in network namespaces: tests/interop/test_mdns.py)."""
+
+    def __init__(self, **_kw: object) -> None:
+        self.failing = False
+
+    async def start(self) -> None:
+        pass
+
+    async def refresh_addresses(self) -> None:
+        if self.failing:
+            raise MdnsError("interface gone")
+
+    async def close(self) -> None:
+        pass
+
+
+class _FakeDiscovery:
+    calls: list[str]
+
+    def __init__(self, _advertiser: object, _port: int) -> None:
+        self.calls = _FakeDiscovery.calls
+
+    async def open_commissioning_window(self, _params: object) -> object:
+        self.calls.append("commissionable")
+        return object()
+
+    async def close_commissioning_window(self) -> None:
+        self.calls.append("window_closed")
+
+    async def advertise_fabric(self, fabric: FabricInfo) -> object:
+        self.calls.append(f"fabric {fabric.fabric_index}")
+        return type("Record", (), {"instance": "x"})()
+
+    async def withdraw_fabric(self, fabric_index: int) -> None:
+        self.calls.append(f"withdrawn {fabric_index}")
+
+
+def _mdns_args(tmp_path: Path) -> argparse.Namespace:
+    return argparse.Namespace(listen=None, config=tmp_path / "absent.yaml", mdns_interface=None,
+                              passcode=20202021, discriminator=3840, no_mdns=False,
+                              vendor_id=0xFFF1, product_id=0x8000, device_name=None)
+
+
+async def _run_companion(args: argparse.Namespace, state: NodeState,
+                         events: list[object]) -> None:
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_mdns._advertise, args, 5540, state)
+            await anyio.sleep(0.05)
+            for event in events:
+                state.emit(event)
+                await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+
+
+def test_mdns_follows_the_window_and_commissioning(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_mdns, "Advertiser", _FakeAdvertiser)
+    monkeypatch.setattr(_mdns, "NodeDiscovery", _FakeDiscovery)
+    (tmp_path / "absent.yaml").write_text("{}\n")
+    added = CertificateAuthority(fabric_id=1, now=NOW).issue(0x4321, fabric_index=1)
+    # Open window: commissionable, then AddNOC's fabric at once, then the window closes.
+    _FakeDiscovery.calls = []
+    anyio.run(_run_companion, _mdns_args(tmp_path), NodeState(),
+              [FabricAdded(added), CommissioningCompleted(1)])
+    assert _FakeDiscovery.calls == ["commissionable", "fabric 1", "window_closed"]
+    # Commissioned (window closed): no commissionable record, the stored fabric advertised.
+    _FakeDiscovery.calls = []
+    state = NodeState(window_open=False)
+    state.fabrics.add(added)
+    anyio.run(_run_companion, _mdns_args(tmp_path), state, [])
+    assert _FakeDiscovery.calls == ["fabric 1"]
+
+
+def test_an_mdns_failure_is_logged_and_the_companion_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    failing = _FakeAdvertiser()
+    failing.failing = True
+    monkeypatch.setattr(_mdns, "Advertiser", lambda **_kw: failing)
+    monkeypatch.setattr(_mdns, "NodeDiscovery", _FakeDiscovery)
+    monkeypatch.setattr(_mdns, "ADDRESS_CHECK_INTERVAL", 0.01)
+    (tmp_path / "absent.yaml").write_text("{}\n")
+    _FakeDiscovery.calls = []
+    anyio.run(_mdns._advertise, _mdns_args(tmp_path), 5540, NodeState())  # returns
+    assert "event=mdns_failed error=interface gone" in caplog.text

@@ -107,8 +107,8 @@ async def _advertise(args: argparse.Namespace, port: int, state: NodeState) -> N
             while True:  # addresses come and go (DHCP, SLAAC privacy addresses)
                 await anyio.sleep(ADDRESS_CHECK_INTERVAL)
                 await advertiser.refresh_addresses()
-    except (MdnsError, OSError) as exc:
-        log.error("event=mdns_failed error=%s", exc)
+    except* (MdnsError, OSError) as group:  # also from inside the task group (wrapped)
+        log.error("event=mdns_failed error=%s", group.exceptions[0])
     finally:
         with anyio.CancelScope(shield=True):
             await advertiser.close()
