@@ -95,11 +95,11 @@ class _Sink:
     memory stays bounded whatever the image size; a full queue makes the receiver wait. The
     worker joins a batch into one piece: one write and one update per hash per MiB, each
     releasing the GIL, instead of a GIL-holding Python call per TLS record (which made the
-    event loop wait: 1.39x -> 1.06x of a plain download, ``scripts/bench.py dcl``).
+    event loop wait: 1.39x -> 1.06-1.15x of a plain download, ``scripts/bench.py dcl``).
     """
 
     BATCH = 1 << 20
-    QUEUE_DEPTH = 4
+    QUEUE_DEPTH = 2
 
     def __init__(self, file: BinaryIO, hasher: Any, check: StreamingImageCheck) -> None:
         self._file = file
