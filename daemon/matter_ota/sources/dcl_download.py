@@ -305,6 +305,9 @@ async def _download_unlocked(
         check.finish(mv)
     except ImageRejected as exc:
         raise reject(f"image: {exc}") from None
+    # On disk before it is recorded as verified: a power cut must not leave a short file that
+    # the cache would serve (about 0.03 s per 64 MiB here, off the event loop).
+    await anyio.to_thread.run_sync(_fsync_file, part)
     path = cache.commit(key, mv)
     log.info(
         "event=dcl_download_done key=%s vid=0x%04X pid=0x%04X version=%d bytes=%d",
@@ -315,3 +318,11 @@ async def _download_unlocked(
         size,
     )
     return path
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
