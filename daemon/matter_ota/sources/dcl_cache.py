@@ -180,6 +180,7 @@ class ImageCache:
         }
         _write_json(self.images / f"{key}.json", meta)
         os.replace(self.part_path(key), self.image_path(key))
+        _fsync_dir(self.images)  # the rename itself survives a power cut
         self.clear_quarantine(key)  # a retry after a quarantine succeeded
         self._last_used[key] = time.time()
         return self.image_path(key)
@@ -302,3 +303,11 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -92,11 +92,14 @@ class _Sink:
     """Writes and hashes the body on a worker thread while the event loop receives.
 
     Chunks go over in batches of about BATCH bytes through a queue of QUEUE_DEPTH batches, so
-    memory stays bounded whatever the image size; a full queue makes the receiver wait.
+    memory stays bounded whatever the image size; a full queue makes the receiver wait. The
+    worker joins a batch into one piece: one write and one update per hash per MiB, each
+    releasing the GIL, instead of a GIL-holding Python call per TLS record (which made the
+    event loop wait: 1.39x -> 1.06-1.15x of a plain download, ``scripts/bench.py dcl``).
     """
 
-    BATCH = 256 << 10
-    QUEUE_DEPTH = 8
+    BATCH = 1 << 20
+    QUEUE_DEPTH = 2
 
     def __init__(self, file: BinaryIO, hasher: Any, check: StreamingImageCheck) -> None:
         self._file = file
@@ -114,10 +117,12 @@ class _Sink:
             if self._error is not None:
                 continue
             try:
-                for chunk in batch:
-                    self._file.write(chunk)
-                    self._hasher.update(chunk)
-                    self._check.feed(chunk)
+                # One piece per batch: the hashes and the write release the GIL on it, and the
+                # event loop is not held up by a Python call per received chunk.
+                data = batch[0] if len(batch) == 1 else b"".join(batch)
+                self._file.write(data)
+                self._hasher.update(data)
+                self._check.feed(data)
             except BaseException as exc:  # handed to the event loop in close()
                 self._error = exc
 
@@ -300,6 +305,9 @@ async def _download_unlocked(
         check.finish(mv)
     except ImageRejected as exc:
         raise reject(f"image: {exc}") from None
+    # On disk before it is recorded as verified: a power cut must not leave a short file that
+    # the cache would serve (about 0.03 s per 64 MiB here, off the event loop).
+    await anyio.to_thread.run_sync(_fsync_file, part)
     path = cache.commit(key, mv)
     log.info(
         "event=dcl_download_done key=%s vid=0x%04X pid=0x%04X version=%d bytes=%d",
@@ -310,3 +318,11 @@ async def _download_unlocked(
         size,
     )
     return path
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
