@@ -46,6 +46,10 @@ class Conversation(ExchangeDelegate):
                 if not report.more_chunked_messages and report.subscription_id is None:
                     exchange.close()
                 return
+            if report.suppress_response and not report.more_chunked_messages \
+                    and not self.keep_open:
+                exchange.close()  # the read is complete: acknowledge now, as a client does
+                return
         if message.opcode != Opcode.REPORT_DATA and not self.keep_open:
             exchange.close()
 

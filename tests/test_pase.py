@@ -261,10 +261,32 @@ def test_server_busy_while_a_handshake_runs_then_times_out() -> None:
     assert report.protocol_code == SecureChannelCode.BUSY
     assert int.from_bytes(report.data, "little") > 0
     assert srv.failures == 0
-    # After the timeout the stale handshake is dropped (and counted) and "b" may start.
+    # After the timeout the stale handshake is dropped and "b" may start. It never reached
+    # Pake2 (no passcode was tried), so it does not count towards the window's limit.
     out, _ = srv.receive("b", second.opcode, second.payload, now=61.0)
     assert out[0].opcode == Op.PBKDF_PARAM_RESPONSE
-    assert srv.failures == 1
+    assert srv.failures == 0
+
+
+def test_only_handshakes_that_tried_a_passcode_count_as_failures() -> None:
+    """Garbage PBKFParamRequests and Pake1s (nothing learnt about the passcode) never close the
+    window; abandoning a handshake after Pake2 does count (an off-line guess was possible)."""
+    srv, ids = server(max_failures=3)
+    for n in range(10):
+        with pytest.raises(PaseError):
+            srv.receive(f"junk{n}", Op.PBKDF_PARAM_REQUEST, b"\x15\x18", now=0.0)
+    first = PaseInitiator(PASSCODE + 1, 1)
+    srv.receive("p", Op.PBKDF_PARAM_REQUEST, first.start().payload, now=0.0)
+    with pytest.raises(PaseError):
+        srv.receive("p", Op.PASE_PAKE1, b"\x15\x18", now=0.0)  # malformed Pake1
+    assert srv.failures == 0 and srv.window_open and not ids.reserved
+    for n in range(3):  # three handshakes that stop after Pake2
+        guess = PaseInitiator(PASSCODE + 1, 1)
+        (resp,), _ = srv.receive(f"g{n}", Op.PBKDF_PARAM_REQUEST, guess.start().payload, 0.0)
+        (pake1,) = guess.receive(resp.opcode, resp.payload)
+        srv.receive(f"g{n}", pake1.opcode, pake1.payload, 0.0)
+        srv.exchange_closed(f"g{n}")
+    assert srv.failures == 3 and not srv.window_open
 
 
 def test_session_keys_are_hkdf_of_ke() -> None:

@@ -15,6 +15,7 @@ import importlib
 import pkgutil
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from matter_ota import __version__, commands
 
@@ -22,6 +23,21 @@ from matter_ota import __version__, commands
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the thing asked about is wrong (invalid image, refused edit, ...)
 EXIT_USAGE = 2  # the command line itself is wrong (argparse uses 2 too)
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped (``\\r``, ``\\x1e``):
+    an error message quotes what the user typed and must stay one line on the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with the one error line kept one line (it quotes the arguments)."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(one_line(message))
 
 
 class CliError(Exception):
@@ -58,7 +74,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     named after it first, then the others in order until one has registered it. ``--version``
     needs none; ``--help``, no command or an unknown one need all (the list of choices).
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="matter-ota",
         description="Matter OTA Provider daemon and release console.",
     )
@@ -87,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int | None = args.func(args)
     except CliError as exc:
-        print(f"matter-ota: error: {exc.message}", file=sys.stderr)
+        print(f"matter-ota: error: {one_line(exc.message)}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         return 130

@@ -29,6 +29,7 @@ from typing import Protocol as TypingProtocol
 from matter_ota.messaging.counters import MessageCounter
 from matter_ota.messaging.errors import MessageError
 from matter_ota.messaging.exchange import (
+    MAX_RESPONDER_EXCHANGES,
     CloseReason,
     Exchange,
     ExchangeDelegate,
@@ -114,11 +115,13 @@ class Node:
         *,
         max_sessions: int = 64,
         max_unsecured_sessions: int = 32,
+        max_exchanges_per_session: int = MAX_RESPONDER_EXCHANGES,
         jitter: Jitter | None = None,
         randbits: Callable[[int], int] = secrets.randbits,
     ) -> None:
         self.sessions = SessionTable(max_sessions, randbits)
-        self.exchanges = ExchangeManager(self, self._queue, jitter, randbits)
+        self.exchanges = ExchangeManager(self, self._queue, jitter, randbits,
+                                         max_exchanges_per_session)
         self.max_unsecured_sessions = max_unsecured_sessions
         self._randbits = randbits
         self._unsecured: OrderedDict[object, UnsecuredSession] = OrderedDict()
@@ -315,7 +318,7 @@ class Node:
         if header.session_id == 0:
             proto, body = ProtocolHeader.decode(data[offset:])
             payload = bytes(data[offset + body :])
-            session = self._unsecured_for(header, addr, now)
+            session = self._unsecured_for(header, proto, addr, now)
             duplicate = not session.reception.accept(header.message_counter)
         else:
             secure = self.sessions.get(header.session_id)
@@ -325,12 +328,16 @@ class Node:
             proto, body = ProtocolHeader.decode(plain)
             payload = plain[body:]
             duplicate = not secure.reception.accept(header.message_counter)
-            self.sessions.touch(secure)
+            if not duplicate:
+                self.sessions.touch(secure)
             session = secure
-        session.mark_peer_activity(now, addr)
+        if not duplicate:  # a replay from elsewhere must not redirect our replies
+            session.mark_peer_activity(now, addr)
         return Message(session, header, proto, payload, addr, now), duplicate
 
-    def _unsecured_for(self, header: MessageHeader, addr: Address, now: float) -> UnsecuredSession:
+    def _unsecured_for(
+        self, header: MessageHeader, proto: ProtocolHeader, addr: Address, now: float
+    ) -> UnsecuredSession:
         if header.source_node_id is not None:
             # A peer initiating session establishment with its ephemeral node id.
             key = ("unsecured", False, header.source_node_id)
@@ -343,7 +350,12 @@ class Node:
                     peer_addr=addr,
                     now=now,
                 )
-                self._remember_unsecured(found)
+                # Only a message that may open a handshake earns a place in the table: garbage
+                # from fresh node ids must not push out the peers mid-handshake.
+                route = self.route(proto.full_protocol_id, proto.opcode)
+                opens = route is not None and SessionKind.UNSECURED in route.sessions
+                if proto.initiator and opens:
+                    self._remember_unsecured(found)
             else:
                 self._unsecured.move_to_end(key)
             return found
@@ -354,10 +366,16 @@ class Node:
         raise MessageError("unsecured message for no known session")
 
     def _remember_unsecured(self, session: UnsecuredSession) -> None:
-        self._unsecured[session.key] = session
-        while len(self._unsecured) > self.max_unsecured_sessions:
-            _, old = self._unsecured.popitem(last=False)
+        if len(self._unsecured) >= self.max_unsecured_sessions:
+            # Evict the least recently used session with no open exchange (a refused or finished
+            # handshake); only when every one is mid-handshake, the least recently used.
+            busy = {e.session.key for e in self.exchanges.exchanges() if not e.closed}
+            victim = next((k for k in self._unsecured if k not in busy), None)
+            if victim is None:
+                victim = next(iter(self._unsecured))
+            old = self._unsecured.pop(victim)
             self._notify_dropped(self.exchanges.close_session(old))
+        self._unsecured[session.key] = session
 
     def _accepts(self, message: Message) -> bool:
         route = self._routes.get((message.protocol_id, message.protocol.opcode))

@@ -77,6 +77,9 @@ class Doc:
             ) from None
         except yaml.YAMLError as exc:
             raise ConfigError(path, None, None, f"YAML: {exc}", "fix the file") from None
+        except RecursionError:  # PyYAML composes recursively: a few thousand levels exhaust it
+            raise ConfigError(path, None, None, "YAML nested too deeply",
+                              "a config is a few levels deep; fix the file") from None
         return cls(path, root)
 
     @classmethod

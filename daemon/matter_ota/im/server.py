@@ -45,6 +45,7 @@ from matter_ota.im.messages import (
 from matter_ota.im.model import Cluster, CommandSpec, Context, DataModel, IMStatusError
 from matter_ota.im.reporting import Reader, chunk_reports, read_attributes, read_events
 from matter_ota.im.subscriptions import (
+    STATUS_RESPONSE_TIMEOUT,
     ReportSender,
     Subscription,
     Subscriptions,
@@ -299,6 +300,8 @@ class InteractionServer:
                                                                          cluster_status=status[1])))
         if request.more_chunked_messages:
             exchange.delegate = _WriteChunks(self, timed)
+            # A client that never sends the next chunk must not hold the exchange forever.
+            exchange.set_response_timeout(STATUS_RESPONSE_TIMEOUT)
         if not request.suppress_response or request.more_chunked_messages:
             exchange.send(Protocol.INTERACTION_MODEL, Opcode.WRITE_RESPONSE,
                           WriteResponse(write_responses=statuses).encode())

@@ -301,6 +301,12 @@ class Exchange:
 
 ExchangeKey = tuple[object, int, bool]
 
+#: Ours (no spec value; connectedhomeip pools 16 exchanges per node on small devices): the
+#: exchanges one peer's session may hold open on our side at once. Beyond it a new exchange is
+#: dropped unacknowledged (the peer retransmits, by when one may have ended), so a peer cannot
+#: make us hold unbounded state (timed windows, unacknowledged reports) on one session.
+MAX_RESPONDER_EXCHANGES = 16
+
 
 class ExchangeManager:
     """All exchanges of a node: routing by (session, exchange id, role), ids, MRP timers."""
@@ -311,6 +317,7 @@ class ExchangeManager:
         transmit: Transmit,
         jitter: Jitter | None = None,
         randbits: Callable[[int], int] = secrets.randbits,
+        max_per_session: int = MAX_RESPONDER_EXCHANGES,
     ) -> None:
         self.node = node
         self.transmit = transmit
@@ -322,6 +329,8 @@ class ExchangeManager:
         # moves and are dropped or re-filed lazily, so a timer costs O(log n), not a scan.
         self._timers: list[tuple[float, int, Exchange]] = []
         self._seq = itertools.count()
+        self.max_per_session = max_per_session
+        self._responders: dict[object, int] = {}  # session key -> live responder exchanges
 
     def __len__(self) -> int:
         return len(self._exchanges)
@@ -377,6 +386,11 @@ class ExchangeManager:
         )
         if exchange is None or exchange.closed:
             if not is_ack_only and proto.initiator and exchange is None and accept_new(message):
+                skey = message.session.key
+                if self._responders.get(skey, 0) >= self.max_per_session:
+                    log.debug("event=drop reason=exchange_limit session=%r", message.session)
+                    return None
+                self._responders[skey] = self._responders.get(skey, 0) + 1
                 exchange = Exchange(self, message.session, proto.exchange_id, is_initiator=False)
                 self._exchanges[key] = exchange
             else:
@@ -421,6 +435,11 @@ class ExchangeManager:
             if self._exchanges.get(key) is exchange:
                 del self._exchanges[key]
                 exchange._live = False
+                if not exchange.is_initiator:
+                    skey = exchange.session.key
+                    left = self._responders.pop(skey) - 1
+                    if left:
+                        self._responders[skey] = left
 
     def schedule(self, exchange: Exchange, armed: float | None = None) -> None:
         """File the exchange's current deadline (call when it may have moved earlier).

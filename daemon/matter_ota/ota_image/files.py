@@ -9,6 +9,7 @@ image.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import stat
@@ -240,6 +241,13 @@ def _create(partial: Path, output: Path) -> IO[bytes]:
         raise OSError(exc.errno, exc.strerror, str(output)) from None
 
 
+def _partial_path(output: Path) -> Path:
+    """The temporary beside ``output``; OSError when ``output`` names no file (``""``, ``/``)."""
+    if not output.name:
+        raise IsADirectoryError(errno.EISDIR, "a directory, not a file name", str(output))
+    return output.with_name(f".{output.name}.partial")
+
+
 def extract_payload(
     path: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -252,7 +260,7 @@ def extract_payload(
     matched, so ``output`` never holds an unverified payload.
     """
     output = Path(output)
-    partial = output.with_name(f".{output.name}.partial")
+    partial = _partial_path(output)
     try:
         with open(path, "rb", buffering=0) as stream, _create(partial, output) as sink:
             header = _verify_stream(
@@ -332,7 +340,7 @@ def create_image(
         "release_notes_url": release_notes_url,
     }
     output = Path(output)
-    partial = output.with_name(f".{output.name}.partial")
+    partial = _partial_path(output)
     try:
         with open(payload, "rb", buffering=0) as source, _create(partial, output) as sink:
             size = os.fstat(source.fileno()).st_size

@@ -4,9 +4,12 @@ One non-blocking socket (IPv6 dual-stack where the kernel allows it, IPv4 otherw
 explicit address) and one task that loops:
 
 1. drain every datagram waiting in the socket into two bounded queues, by a peek at the session
-   id (message header bytes 1-2): **session** traffic (session id != 0: AES-CCM only, ~20 us a
-   message) and **handshake** traffic (session id 0: PASE / CASE, whose public-key crypto costs
-   milliseconds: a PASE responder step is ~15 ms in pure Python);
+   id (message header bytes 1-2): **session** traffic (the id of a session the node holds:
+   AES-CCM only, ~20 us a message) and **handshake** traffic (session id 0: PASE / CASE, whose
+   public-key crypto costs milliseconds: a PASE responder step is ~15 ms in pure Python; and
+   anything naming no session we hold, which is garbage or stale). One source address may hold
+   at most an eighth of the handshake queue, so a single flooding peer cannot crowd the others
+   out of it;
 2. hand the node one datagram, session traffic first;
 3. run the node's timer if due, send what it queued, and sleep until the socket is readable or
    :meth:`Node.next_deadline` comes (one timer, re-armed every turn).
@@ -39,6 +42,7 @@ import anyio.lowlevel
 from matter_ota.messaging.header import MAX_MESSAGE_SIZE
 from matter_ota.messaging.session import Address
 from matter_ota.node import Node
+from matter_ota.runtime import ratelimit
 
 log = logging.getLogger("matter_ota.udp")
 
@@ -118,10 +122,13 @@ class UdpTransport:
         self._max_session = max_session_queue
         self._session_q: deque[tuple[bytes, Address]] = deque()
         self._handshake_q: deque[tuple[bytes, Address]] = deque()
+        self._per_source = max(2, max_handshake_queue // 8)  # of the handshake queue
+        self._queued_from: dict[Address, int] = {}
         self._on_event = on_event
         self._prioritize = prioritize_sessions  # False: one FIFO (for measurements)
         self._sleep: anyio.CancelScope | None = None
         self._socket: socket.socket | None = None
+        ratelimit.install()  # a flood of datagrams must not become a flood of log lines
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[Address] = anyio.TASK_STATUS_IGNORED
@@ -170,12 +177,16 @@ class UdpTransport:
     def enqueue(self, data: bytes, addr: Address) -> bool:
         """File a received datagram by kind; False if its queue is full (dropped)."""
         self.stats.received += 1
-        handshake = len(data) >= 3 and data[1] == 0 and data[2] == 0  # session id 0
-        if handshake and self._prioritize:
-            if len(self._handshake_q) >= self._max_handshake:
+        # Only a session we hold earns priority: a peer can put any id in its header.
+        session_id = data[1] | data[2] << 8 if len(data) >= 3 else 0
+        established = session_id != 0 and self.node.sessions.get(session_id) is not None
+        if not established and self._prioritize:
+            queued = self._queued_from.get(addr, 0)
+            if len(self._handshake_q) >= self._max_handshake or queued >= self._per_source:
                 self.stats.handshake_dropped += 1
                 log.debug("event=drop reason=handshake_queue_full peer=[%s]:%d", *addr)
                 return False
+            self._queued_from[addr] = queued + 1
             self._handshake_q.append((data, addr))
         else:
             if len(self._session_q) >= self._max_session:
@@ -188,7 +199,11 @@ class UdpTransport:
         if self._session_q:
             return self._session_q.popleft()
         if self._handshake_q:
-            return self._handshake_q.popleft()
+            item = self._handshake_q.popleft()
+            left = self._queued_from.pop(item[1]) - 1
+            if left:
+                self._queued_from[item[1]] = left
+            return item
         return None
 
     def _drain(self, sock: socket.socket) -> None:

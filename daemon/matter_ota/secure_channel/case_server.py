@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,14 +44,19 @@ from matter_ota.secure_channel.case import (
     PeerReportedFailure,
     UnexpectedMessage,
 )
+from matter_ota.secure_channel.case_messages import Sigma1
 from matter_ota.secure_channel.common import Random, Send, send_all
 from matter_ota.secure_channel.resumption import ResumptionStore
+from matter_ota.tlv import TLVError
 
 log = logging.getLogger("matter_ota.case")
 
 CertTime = Callable[[float], int | None]
 
 DEFAULT_MAX_PENDING = 8  # ours (no spec value): handshakes in flight before Sigma1 gets BUSY
+#: Ours: how many recent Sigma1 initiator randoms we remember to drop replays (an initiator draws
+#: a fresh random for every Sigma1, 4.14.2.2; a replayed Sigma1 would hold a handshake slot).
+RECENT_SIGMA1 = 256
 DEFAULT_HANDSHAKE_TIMEOUT = 30.0  # connectedhomeip: kExpectedHighProcessingTime
 BUSY_WAIT_MS = 500  # 4.11.1.4: minimum wait we ask of an initiator when BUSY
 
@@ -192,6 +198,7 @@ class CaseServer:
         self.local_params = local_params
         self.random = random
         self._pending: dict[object, _ResponderDriver] = {}
+        self._recent: OrderedDict[bytes, None] = OrderedDict()
 
     def register(self) -> None:
         """Add the Sigma1 entry to the node's dispatch table."""
@@ -205,6 +212,9 @@ class CaseServer:
         return len(self._pending)
 
     def _on_sigma1(self, exchange: Exchange, message: Message) -> None:
+        if self._replayed(message.payload):
+            log.debug("event=case_drop reason=replayed_sigma1 peer=%s", message.addr)
+            return
         if len(self._pending) >= self.max_pending:
             raise CaseError(
                 f"{len(self._pending)} CASE handshakes in progress",
@@ -233,6 +243,21 @@ class CaseServer:
         exchange.delegate = driver
         send_all(exchange, sends)
         exchange.set_response_timeout(self.handshake_timeout)
+
+
+    def _replayed(self, payload: bytes) -> bool:
+        """True for a Sigma1 whose initiator random came recently (a malformed one is not: the
+        handshake refuses it with the proper status)."""
+        try:
+            random = Sigma1.decode(payload).initiator_random
+        except TLVError:
+            return False
+        if random in self._recent:
+            return True
+        self._recent[random] = None
+        if len(self._recent) > RECENT_SIGMA1:
+            self._recent.popitem(last=False)
+        return False
 
 
 class CaseConnection(_Driver):

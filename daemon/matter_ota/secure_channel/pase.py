@@ -317,6 +317,7 @@ class _Active:
     exchange: Hashable
     handshake: PaseResponder
     started: float
+    passcode_tried: bool = False  # Pake2 went out: the initiator could test a passcode guess
 
 
 @dataclass
@@ -324,8 +325,11 @@ class PaseServer:
     """The device side of a commissioning window: verifier, attempt limit, one handshake.
 
     ``allocate_id`` / ``release_id`` reserve local session ids (the session table's).
-    Failures are counted when a handshake ends badly; at ``max_failures`` the window closes
-    and every PBKDFParamRequest is refused until :meth:`open_window`.
+    Failures are counted when a handshake ends badly after Pake2 went out (the point from
+    which the initiator can test a passcode guess, on or off line); at ``max_failures`` the
+    window closes and every PBKDFParamRequest is refused until :meth:`open_window`. Handshakes
+    that fail earlier (a malformed PBKDFParamRequest or Pake1, an initiator that goes away)
+    guess nothing and are not counted: otherwise 20 garbage datagrams would close the window.
     """
 
     verifier: spake2p.PaseVerifier
@@ -379,6 +383,8 @@ class PaseServer:
         except PaseError:
             self._finish(active, failed=True)
             raise
+        if active.handshake.state is State.WAIT_PAKE3:
+            active.passcode_tried = True
         result = active.handshake.result
         if result is not None:
             self._finish(active, failed=False)
@@ -414,7 +420,7 @@ class PaseServer:
         active.handshake.fail()
         if failed:
             self.release_id(active.handshake.local_session_id)
-            self.failures += 1
+            self.failures += active.passcode_tried
             if self.failures >= self.max_failures:
                 self.window_open = False
         elif active.handshake.result is None:
