@@ -58,6 +58,10 @@ from matter_ota.messaging.status import (
 
 log = logging.getLogger("matter_ota.node")
 
+#: Ours (connectedhomeip's CHIP_CONFIG_UNAUTHENTICATED_CONNECTION_POOL_SIZE is 4 on a device):
+#: PASE / CASE handshakes a provider holds at once; ``limits.max_handshakes`` in provider.yaml.
+DEFAULT_UNSECURED_SESSIONS = 64
+
 _UNICAST = SessionType.UNICAST  # a module global: ``Enum.MEMBER`` is a descriptor call on 3.11
 
 Handler = Callable[[Exchange, Message], None]
@@ -114,7 +118,7 @@ class Node:
         self,
         *,
         max_sessions: int = 64,
-        max_unsecured_sessions: int = 32,
+        max_unsecured_sessions: int = DEFAULT_UNSECURED_SESSIONS,
         max_exchanges_per_session: int = MAX_RESPONDER_EXCHANGES,
         jitter: Jitter | None = None,
         randbits: Callable[[int], int] = secrets.randbits,
@@ -255,7 +259,10 @@ class Node:
             peer_addr=addr,
             now=now,
         )
-        self._remember_unsecured(session)
+        if not self._remember_unsecured(session):
+            # Our own handshakes are bounded by whoever starts them: the pool grows for them.
+            session.pooled = True
+            self._unsecured[session.key] = session
         return session
 
     def new_exchange(
@@ -365,17 +372,27 @@ class Node:
                 return found
         raise MessageError("unsecured message for no known session")
 
-    def _remember_unsecured(self, session: UnsecuredSession) -> None:
+    def _remember_unsecured(self, session: UnsecuredSession) -> bool:
+        """Give ``session`` a place in the pool; False when every place holds a handshake.
+
+        Like connectedhomeip's UnauthenticatedSessionTable: a full pool evicts its least recently
+        used session with no open exchange (a finished or refused handshake), never one
+        mid-handshake. When none is idle the session stays out of the pool (``pooled`` False):
+        the handler of its first message answers BUSY (4.11.1.4) instead of the message being
+        dropped unanswered.
+        """
         if len(self._unsecured) >= self.max_unsecured_sessions:
-            # Evict the least recently used session with no open exchange (a refused or finished
-            # handshake); only when every one is mid-handshake, the least recently used.
             busy = {e.session.key for e in self.exchanges.exchanges() if not e.closed}
             victim = next((k for k in self._unsecured if k not in busy), None)
             if victim is None:
-                victim = next(iter(self._unsecured))
-            old = self._unsecured.pop(victim)
-            self._notify_dropped(self.exchanges.close_session(old))
+                session.pooled = False
+                log.debug("event=unsecured_pool_full size=%d peer=%s",
+                         len(self._unsecured), _fmt(session.peer_addr))
+                return False
+            # At most a closing message of a finished handshake is still retransmitting there.
+            self._notify_dropped(self.exchanges.close_session(self._unsecured.pop(victim)))
         self._unsecured[session.key] = session
+        return True
 
     def _accepts(self, message: Message) -> bool:
         route = self._routes.get((message.protocol_id, message.protocol.opcode))

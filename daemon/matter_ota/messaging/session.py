@@ -123,6 +123,9 @@ class UnsecuredSession(_SessionBase):
         self.reception = ReceptionState(encrypted_unicast=False)
         self.last_peer_activity = None
         self.last_activity = now
+        # False when the node's pool had no place for it (every one mid-handshake): a handshake
+        # must not start on it, its opener is answered BUSY (see Node._remember_unsecured).
+        self.pooled = True
 
     def encode_payload(self, message_payload: bytes) -> tuple[bytes, int]:
         counter = self.counter.next()
