@@ -5,8 +5,10 @@ bounded time when the responder vanishes or forgets them mid-handshake."""
 
 from __future__ import annotations
 
+import argparse
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from msg_pair import CLIENT_ADDR, SERVER_ADDR, deliver, drain_events, make_node
@@ -252,3 +254,24 @@ def test_busy_wait_follows_the_handshake_duration_within_bounds() -> None:
     for _ in range(40):
         server._observe(60.0)
     assert server.busy_wait_ms() == 5000
+
+
+def test_the_pool_and_the_case_bound_come_from_provider_yaml(tmp_path: Path) -> None:
+    """``limits.max_handshakes`` sizes the serving node's pool; CASE leaves one place for PASE;
+    the default is 64; out-of-range values are refused with the line."""
+    from matter_ota.commands.serve import _settings
+    from matter_ota.config import ConfigError, load_provider
+
+    path = tmp_path / "provider.yaml"
+    path.write_text("limits:\n  max_handshakes: 12\n")
+    args = argparse.Namespace(port=None, passcode=None, discriminator=None, state_dir=None,
+                              listen=None, log_level=None, log_format=None)
+    _settings(args, load_provider(path))
+    node = Node(max_unsecured_sessions=args.max_handshakes)
+    case = CaseServer(node, FabricTable([]), cert_time=lambda now: None)
+    assert (node.max_unsecured_sessions, case.max_pending) == (12, 11)
+    path.write_text("")
+    assert load_provider(path).limits.max_handshakes == 64 == Node().max_unsecured_sessions
+    path.write_text("limits:\n  max_handshakes: 1\n")
+    with pytest.raises(ConfigError, match=r"provider.yaml:2.*max_handshakes"):
+        load_provider(path)
