@@ -273,8 +273,16 @@ class Node:
         return self.exchanges.new_exchange(session, delegate)
 
     def add_secure_session(self, session: SecureSession) -> None:
-        """Install an established session (PASE/CASE call this); evicts the LRU if full."""
-        for old in self.sessions.add(session):
+        """Install an established session (PASE/CASE call this); evicts the LRU if full.
+
+        The least recently used session with no open exchange goes first (as in the unsecured
+        pool); only when every one has an exchange open, the least recently used.
+        """
+        in_use: Callable[[SecureSession], bool] | None = None
+        if len(self.sessions) >= self.sessions.max_sessions:
+            busy = {e.session.key for e in self.exchanges.exchanges() if not e.closed}
+            in_use = lambda s: s.key in busy  # noqa: E731
+        for old in self.sessions.add(session, in_use):
             self._forget(old, "evicted")
         log.info(
             "event=session_established kind=%s local_id=%d peer_id=%d node=0x%016X peer=%s",

@@ -303,15 +303,27 @@ class SessionTable:
         if session.local_session_id in self._sessions:
             self._sessions.move_to_end(session.local_session_id)
 
-    def add(self, session: SecureSession) -> list[SecureSession]:
-        """Insert ``session``; returns the sessions evicted to make room (least recent first)."""
+    def add(
+        self, session: SecureSession, in_use: Callable[[SecureSession], bool] | None = None
+    ) -> list[SecureSession]:
+        """Insert ``session``; returns the sessions evicted to make room (least recent first).
+
+        With ``in_use``, the least recently used session it calls idle goes first: a device
+        between two messages of a transfer keeps its session while idle ones exist.
+        """
         if session.local_session_id in self._sessions:
             raise ValueError(f"session id {session.local_session_id} already in use")
         self._reserved.discard(session.local_session_id)
         evicted: list[SecureSession] = []
         while len(self._sessions) >= self.max_sessions:
-            _, oldest = self._sessions.popitem(last=False)
-            evicted.append(oldest)
+            victim = None
+            if in_use is not None:
+                victim = next((s for s in self._sessions.values() if not in_use(s)), None)
+            if victim is None:
+                _, victim = self._sessions.popitem(last=False)
+            else:
+                del self._sessions[victim.local_session_id]
+            evicted.append(victim)
         self._sessions[session.local_session_id] = session
         return evicted
 
