@@ -57,8 +57,8 @@ async def run_fleet(
 ) -> list[Requestor]:
     """Run one requestor per fabric identity until all finished or ``timeout`` passed."""
     clock = time.monotonic
-    # every requestor may hold a handshake, a session and the one its reboot left behind
-    node = Node(max_sessions=3 * len(fabrics) + 8, max_unsecured_sessions=4 * len(fabrics) + 8)
+    # every requestor may hold a session and the one its reboot left behind
+    node = Node(max_sessions=3 * len(fabrics) + 8)
     requestors = [
         Requestor(node, CaseClient(node, cert_time=lambda _now: int(time.time())), fabric,
                   provider_node_id, provider, identity or Identity(), behaviour or Behaviour())
