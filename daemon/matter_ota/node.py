@@ -390,8 +390,16 @@ class Node:
         dropped unanswered.
         """
         if len(self._unsecured) >= self.max_unsecured_sessions:
-            busy = {e.session.key for e in self.exchanges.exchanges() if not e.closed}
-            victim = next((k for k in self._unsecured if k not in busy), None)
+            live = self.exchanges.exchanges()
+            busy = {e.session.key for e in live if not e.closed}
+            # First a session with nothing left at all, then one whose last message (a BUSY,
+            # a failure report) still awaits its ack: losing that retransmission costs the peer
+            # a retransmitted Sigma1 and a second answer.
+            closing = {e.session.key for e in live if e.closed}
+            victim = next((k for k in self._unsecured if k not in busy and k not in closing),
+                          None)
+            if victim is None:
+                victim = next((k for k in self._unsecured if k not in busy), None)
             if victim is None:
                 session.pooled = False
                 log.debug("event=unsecured_pool_full size=%d peer=%s",
