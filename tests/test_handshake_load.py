@@ -135,7 +135,7 @@ def test_200_initiators_at_once_against_a_pool_of_32_all_get_a_session(
     established = [e for e in fleet.server_events if isinstance(e, SessionEstablished)]
     assert len(established) == 200
     assert fleet.max_pool_seen <= 32
-    assert fleet.max_pending_seen <= (31 if max_pending is None else 32)
+    assert fleet.max_pending_seen <= (24 if max_pending is None else 32)
     busy = sum(d.busy for d in fleet.devices)
     assert busy >= 200 - 32 and busy == fleet.case.refused_busy
     # the whole fleet is through within a few BUSY waits, not handshake timeouts (30 s)
@@ -257,7 +257,7 @@ def test_busy_wait_follows_the_handshake_duration_within_bounds() -> None:
 
 
 def test_the_pool_and_the_case_bound_come_from_provider_yaml(tmp_path: Path) -> None:
-    """``limits.max_handshakes`` sizes the serving node's pool; CASE leaves one place for PASE;
+    """``limits.max_handshakes`` sizes the serving node's pool; CASE leaves a quarter free;
     the default is 64; out-of-range values are refused with the line."""
     from matter_ota.commands.serve import _settings
     from matter_ota.config import ConfigError, load_provider
@@ -269,7 +269,7 @@ def test_the_pool_and_the_case_bound_come_from_provider_yaml(tmp_path: Path) -> 
     _settings(args, load_provider(path))
     node = Node(max_unsecured_sessions=args.max_handshakes)
     case = CaseServer(node, FabricTable([]), cert_time=lambda now: None)
-    assert (node.max_unsecured_sessions, case.max_pending) == (12, 11)
+    assert (node.max_unsecured_sessions, case.max_pending) == (12, 9)  # a quarter left free
     path.write_text("")
     assert load_provider(path).limits.max_handshakes == 64 == Node().max_unsecured_sessions
     path.write_text("limits:\n  max_handshakes: 1\n")

@@ -54,8 +54,9 @@ log = logging.getLogger("matter_ota.case")
 
 CertTime = Callable[[float], int | None]
 
-#: Ours: places of the node's unsecured-session pool CASE leaves free (a commissioner's PASE).
-PASE_RESERVE = 1
+#: Ours: the share of the node's unsecured-session pool CASE leaves free: for a commissioner's
+#: PASE, and for the sessions of refused initiators while their BUSY awaits its ack.
+FREE_SHARE = 4  # a quarter
 #: Ours: how many recent Sigma1 initiator randoms we remember to drop replays (an initiator draws
 #: a fresh random for every Sigma1, 4.14.2.2; a replayed Sigma1 would hold a handshake slot).
 RECENT_SIGMA1 = 256
@@ -213,7 +214,8 @@ class CaseServer:
         # Every handshake holds a place of the node's unsecured pool; bounded below the pool,
         # CASE refuses with BUSY before the pool itself is full (which would refuse a PASE too).
         pool = node.max_unsecured_sessions
-        self.max_pending = max_pending if max_pending is not None else max(1, pool - PASE_RESERVE)
+        default = max(1, pool - max(1, pool // FREE_SHARE))
+        self.max_pending = max_pending if max_pending is not None else default
         self.handshake_timeout = handshake_timeout
         self.local_params = local_params
         self.random = random
@@ -234,15 +236,17 @@ class CaseServer:
         return len(self._pending)
 
     def _on_sigma1(self, exchange: Exchange, message: Message) -> None:
-        if self._replayed(message.payload):
-            log.debug("event=case_drop reason=replayed_sigma1 peer=%s", message.addr)
-            return
         session = exchange.session
         full = isinstance(session, UnsecuredSession) and not session.pooled  # pool: all busy
-        if full or len(self._pending) >= self.max_pending:
+        # A Sigma1 seen before is a replay, or a device's retransmission whose first copy was
+        # answered on a session the pool has since let go: either way no new handshake, but an
+        # answer (a silent drop would hold a real device until its handshake timeout).
+        replayed = self._replayed(message.payload)
+        if full or replayed or len(self._pending) >= self.max_pending:
             self.refused_busy += 1
             raise CaseError(
-                f"{len(self._pending)} CASE handshakes in progress",
+                "Sigma1 seen before" if replayed
+                else f"{len(self._pending)} CASE handshakes in progress",
                 SecureChannelCode.BUSY,
                 GeneralCode.BUSY,
                 self.busy_wait_ms().to_bytes(2, "little"),
