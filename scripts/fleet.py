@@ -145,14 +145,15 @@ def stop_daemon(proc: subprocess.Popen[bytes]) -> None:
 
 def udp(args: argparse.Namespace) -> int:
     out = run_udp(args.devices, args.percent, args.image_size, args.max_transfers,
-                  args.timeout, max_handshakes=args.max_handshakes)
+                  args.timeout, max_handshakes=args.max_handshakes, keep_log=args.log)
     print(json.dumps(out, indent=2))
     return 0
 
 
 def run_udp(devices: int, percent: int, image_size: int, max_transfers: int | None,
             timeout: float, behaviour: Behaviour | None = None,
-            max_handshakes: int | None = None) -> dict[str, object]:
+            max_handshakes: int | None = None,
+            keep_log: Path | None = None) -> dict[str, object]:
     """Start a daemon in a temporary directory and run the fleet against it over UDP."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -177,9 +178,9 @@ def run_udp(devices: int, percent: int, image_size: int, max_transfers: int | No
                 "SELECT state, count(*) FROM transfers GROUP BY state")
         out = summary(fleet)
         log_text = (root / "daemon.log").read_text()
+        if keep_log is not None:
+            keep_log.write_text(log_text)
         out.update(mode="udp", wall_s=round(wall, 3),
-                   daemon_case_busy=log_text.count("status=BUSY/0x00000000/0x0004"),
-                   daemon_case_failed=log_text.count("event=case_failed"),
                    daemon_sessions_evicted=log_text.count("reason=evicted"),
                    daemon_outcomes={
             "offered": counts.offered, "downloading": counts.downloading,
@@ -207,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--timeout", type=float, default=120.0)
             p.add_argument("--max-handshakes", type=int, default=None,
                            help="the daemon's limits.max_handshakes (default 64)")
+            p.add_argument("--log", type=Path, default=None, help="keep the daemon's log here")
     args = parser.parse_args(argv)
     return int(args.func(args))
 
