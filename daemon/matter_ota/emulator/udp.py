@@ -66,7 +66,9 @@ async def run_fleet(
     ]
     group = RequestorGroup(requestors, clock)
     node.add_timer_source(group)
-    transport = UdpTransport(node, host=host, port=0, clock=clock, on_event=group.on_event)
+    # the peer of every requestor here is the one provider: no per-source handshake quota
+    transport = UdpTransport(node, host=host, port=0, clock=clock, on_event=group.on_event,
+                             prioritize_sessions=False)
     async with anyio.create_task_group() as tg:
         await tg.start(transport.run)
         with anyio.move_on_after(timeout):
