@@ -18,6 +18,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from matter_ota.bdx.sender import SenderConfig
 from matter_ota.cli import EXIT_USAGE, CliError
 from matter_ota.commands._case import load_fabric_files
 from matter_ota.commands._common import default_config_path
@@ -124,7 +125,11 @@ def install_ota(node: Node, args: argparse.Namespace) -> None:
         decide=partial(decide_with_dcl_now, source),
         wall=lambda now: now + offset, auto_stop=auto_stop,
     )
-    bdx = attach_bdx(node, provider)
+    limits = config.provider.limits
+    # The policy's transfer cap answers Busy with a DelayedActionTime (spreading the fleet); the
+    # BDX table's own cap, a refusal mid-update, is only a backstop above it.
+    bdx = attach_bdx(node, provider, SenderConfig(
+        max_transfers=2 * limits.max_concurrent_transfers, idle_timeout=limits.bdx_idle_timeout))
     if service is not None:
         service.at_stop(bdx.shutdown)  # transfers failed and the devices told, sessions last
     access = AccessControl()
