@@ -392,9 +392,8 @@ class Node:
         if len(self._unsecured) >= self.max_unsecured_sessions:
             live = self.exchanges.exchanges()
             busy = {e.session.key for e in live if not e.closed}
-            # First a session with nothing left at all, then one whose last message (a BUSY,
-            # a failure report) still awaits its ack: losing that retransmission costs the peer
-            # a retransmitted Sigma1 and a second answer.
+            # First a session with nothing left at all, then one whose last message (SUCCESS,
+            # BUSY, a failure report) still awaits its ack.
             closing = {e.session.key for e in live if e.closed}
             victim = next((k for k in self._unsecured if k not in busy and k not in closing),
                           None)
@@ -405,8 +404,10 @@ class Node:
                 log.debug("event=unsecured_pool_full size=%d peer=%s",
                          len(self._unsecured), _fmt(session.peer_addr))
                 return False
-            # At most a closing message of a finished handshake is still retransmitting there.
-            self._notify_dropped(self.exchanges.close_session(self._unsecured.pop(victim)))
+            # Its closing message, if any, keeps retransmitting outside the pool: the exchange
+            # holds the session, and the peer's ack finds it by the session's key (a lost final
+            # SUCCESS report would otherwise leave the initiator waiting out its timeout).
+            del self._unsecured[victim]
         self._unsecured[session.key] = session
         return True
 
