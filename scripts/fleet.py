@@ -87,7 +87,7 @@ def _free_port() -> int:
 
 
 def write_site(root: Path, percent: int, image_size: int, max_transfers: int | None,
-               max_handshakes: int | None = None) -> Path:
+               max_handshakes: int | None = None, max_sessions: int | None = None) -> Path:
     """provider.yaml, releases.yaml (one release through the console) and the image."""
     from ota_world import make_image
 
@@ -99,6 +99,8 @@ def write_site(root: Path, percent: int, image_size: int, max_transfers: int | N
         limits["max_concurrent_transfers"] = max_transfers
     if max_handshakes is not None:
         limits["max_handshakes"] = max_handshakes
+    if max_sessions is not None:
+        limits["max_sessions"] = max_sessions
     if limits:
         doc["limits"] = limits
     (root / "provider.yaml").write_text(yaml.safe_dump(doc))
@@ -145,7 +147,8 @@ def stop_daemon(proc: subprocess.Popen[bytes]) -> None:
 
 def udp(args: argparse.Namespace) -> int:
     out = run_udp(args.devices, args.percent, args.image_size, args.max_transfers,
-                  args.timeout, max_handshakes=args.max_handshakes, keep_log=args.log)
+                  args.timeout, max_handshakes=args.max_handshakes, keep_log=args.log,
+                  max_sessions=args.max_sessions)
     print(json.dumps(out, indent=2))
     return 0
 
@@ -153,11 +156,13 @@ def udp(args: argparse.Namespace) -> int:
 def run_udp(devices: int, percent: int, image_size: int, max_transfers: int | None,
             timeout: float, behaviour: Behaviour | None = None,
             max_handshakes: int | None = None,
-            keep_log: Path | None = None) -> dict[str, object]:
+            keep_log: Path | None = None,
+            max_sessions: int | None = None) -> dict[str, object]:
     """Start a daemon in a temporary directory and run the fleet against it over UDP."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        config = write_site(root, percent, image_size, max_transfers, max_handshakes)
+        config = write_site(root, percent, image_size, max_transfers, max_handshakes,
+                            max_sessions)
         fabric = FleetFabric.create(int(time.time()) - 3600)
         fabric_file = root / "fabric.json"
         fabric_file.write_text(json.dumps([fabric.issue(PROVIDER_NODE_ID).to_dict()]))
@@ -208,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--timeout", type=float, default=120.0)
             p.add_argument("--max-handshakes", type=int, default=None,
                            help="the daemon's limits.max_handshakes (default 64)")
+            p.add_argument("--max-sessions", type=int, default=None,
+                           help="the daemon's limits.max_sessions (default 64)")
             p.add_argument("--log", type=Path, default=None, help="keep the daemon's log here")
     args = parser.parse_args(argv)
     return int(args.func(args))
