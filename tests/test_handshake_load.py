@@ -275,3 +275,34 @@ def test_the_pool_and_the_case_bound_come_from_provider_yaml(tmp_path: Path) -> 
     path.write_text("limits:\n  max_handshakes: 1\n")
     with pytest.raises(ConfigError, match=r"provider.yaml:2.*max_handshakes"):
         load_provider(path)
+
+
+def test_sigma1_gets_busy_while_every_secure_session_has_work_running() -> None:
+    """A secure-session table of one, its session mid-exchange (a download, say): a second
+    device's Sigma1 gets BUSY instead of evicting it; once that exchange ends, it gets in."""
+    ca = CertificateAuthority(fabric_id=0xFAB1, now=NOW, with_icac=False)
+    server = make_node(max_sessions=1)
+    case = CaseServer(server, FabricTable([ca.issue(SERVER_NODE)]),
+                      cert_time=lambda now: int(now))
+    case.register()
+    first = CaseClient(make_node(), cert_time=lambda now: int(now))
+    second = CaseClient(make_node(), cert_time=lambda now: int(now))
+    a, b = ("fd00::a", 40000), ("fd00::b", 40000)
+
+    def pump(client: CaseClient, addr: Address, now: float) -> None:
+        while deliver(client.node, server, now, addr) + deliver(server, client.node, now,
+                                                                 SERVER_ADDR):
+            pass
+
+    conn = first.connect(ca.issue(FIRST_CLIENT), SERVER_NODE, SERVER_ADDR, float(NOW))
+    pump(first, a, float(NOW))
+    assert conn.session is not None
+    [held] = list(server.sessions)
+    work = server.new_exchange(held, None, float(NOW))  # an exchange of ours still open
+    other = second.connect(ca.issue(FIRST_CLIENT + 1), SERVER_NODE, SERVER_ADDR, float(NOW))
+    pump(second, b, float(NOW))
+    assert other.retry_after is not None and list(server.sessions) == [held]
+    work.close()
+    again = second.connect(ca.issue(FIRST_CLIENT + 1), SERVER_NODE, SERVER_ADDR, float(NOW + 1))
+    pump(second, b, float(NOW + 1))
+    assert again.session is not None and held not in list(server.sessions)

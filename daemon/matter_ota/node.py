@@ -291,6 +291,16 @@ class Node:
         )
         self._events.append(SessionEstablished(session))
 
+    def secure_room(self, needed: int) -> bool:
+        """True if ``needed`` more secure sessions fit without evicting one with an exchange
+        open (free places plus sessions with nothing running)."""
+        free = self.sessions.max_sessions - len(self.sessions)
+        if free >= needed:
+            return True
+        busy = {e.session.key for e in self.exchanges.exchanges() if not e.closed}
+        idle = sum(1 for s in self.sessions if s.key not in busy)
+        return free + idle >= needed
+
     def remove_session(self, session: SecureSession, reason: str = "local") -> None:
         """Remove a secure session and everything running on it."""
         if self.sessions.remove(session):

@@ -242,10 +242,14 @@ class CaseServer:
         # answered on a session the pool has since let go: either way no new handshake, but an
         # answer (a silent drop would hold a real device until its handshake timeout).
         replayed = self._replayed(message.payload)
-        if full or replayed or len(self._pending) >= self.max_pending:
+        # Every handshake ends in a secure session: with the table full of sessions that have
+        # work running (downloads), a newcomer waits rather than evicting one of them.
+        no_room = not self.node.secure_room(len(self._pending) + 1)
+        if full or replayed or no_room or len(self._pending) >= self.max_pending:
             self.refused_busy += 1
             raise CaseError(
                 "Sigma1 seen before" if replayed
+                else "every secure session has work running" if no_room
                 else f"{len(self._pending)} CASE handshakes in progress",
                 SecureChannelCode.BUSY,
                 GeneralCode.BUSY,
