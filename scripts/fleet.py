@@ -49,6 +49,7 @@ def summary(requestors: list[Requestor]) -> dict[str, object]:
         "offered": sum(1 for r in requestors if r.downloads),
         "updated": sum(1 for r in requestors if r.result == "updated"),
         "busy_answers": sum(1 for r in requestors for a in r.responses if a.status == 1),
+        "case_busy": sum(r.case_busy for r in requestors),
         "errors": sorted({r.error for r in requestors if r.error})[:5],
     }
 
@@ -85,15 +86,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_site(root: Path, percent: int, image_size: int, max_transfers: int | None) -> Path:
+def write_site(root: Path, percent: int, image_size: int, max_transfers: int | None,
+               max_handshakes: int | None = None, max_sessions: int | None = None) -> Path:
     """provider.yaml, releases.yaml (one release through the console) and the image."""
     from ota_world import make_image
 
     doc: dict[str, object] = {"state_dir": "state", "firmware_dir": "firmware",
                               "releases_file": "releases.yaml",
                               "dcl": {"url": "https://127.0.0.1:9"}}
+    limits: dict[str, int] = {}
     if max_transfers is not None:
-        doc["limits"] = {"max_concurrent_transfers": max_transfers}
+        limits["max_concurrent_transfers"] = max_transfers
+    if max_handshakes is not None:
+        limits["max_handshakes"] = max_handshakes
+    if max_sessions is not None:
+        limits["max_sessions"] = max_sessions
+    if limits:
+        doc["limits"] = limits
     (root / "provider.yaml").write_text(yaml.safe_dump(doc))
     (root / "releases.yaml").write_text("releases: []\n")
     (root / "firmware").mkdir()
@@ -138,17 +147,22 @@ def stop_daemon(proc: subprocess.Popen[bytes]) -> None:
 
 def udp(args: argparse.Namespace) -> int:
     out = run_udp(args.devices, args.percent, args.image_size, args.max_transfers,
-                  args.timeout)
+                  args.timeout, max_handshakes=args.max_handshakes, keep_log=args.log,
+                  max_sessions=args.max_sessions)
     print(json.dumps(out, indent=2))
     return 0
 
 
 def run_udp(devices: int, percent: int, image_size: int, max_transfers: int | None,
-            timeout: float, behaviour: Behaviour | None = None) -> dict[str, object]:
+            timeout: float, behaviour: Behaviour | None = None,
+            max_handshakes: int | None = None,
+            keep_log: Path | None = None,
+            max_sessions: int | None = None) -> dict[str, object]:
     """Start a daemon in a temporary directory and run the fleet against it over UDP."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        config = write_site(root, percent, image_size, max_transfers)
+        config = write_site(root, percent, image_size, max_transfers, max_handshakes,
+                            max_sessions)
         fabric = FleetFabric.create(int(time.time()) - 3600)
         fabric_file = root / "fabric.json"
         fabric_file.write_text(json.dumps([fabric.issue(PROVIDER_NODE_ID).to_dict()]))
@@ -168,7 +182,12 @@ def run_udp(devices: int, percent: int, image_size: int, max_transfers: int | No
             transfers = store._read(
                 "SELECT state, count(*) FROM transfers GROUP BY state")
         out = summary(fleet)
-        out.update(mode="udp", wall_s=round(wall, 3), daemon_outcomes={
+        log_text = (root / "daemon.log").read_text()
+        if keep_log is not None:
+            keep_log.write_text(log_text)
+        out.update(mode="udp", wall_s=round(wall, 3),
+                   daemon_sessions_evicted=log_text.count("reason=evicted"),
+                   daemon_outcomes={
             "offered": counts.offered, "downloading": counts.downloading,
             "applied": counts.applied, "failed": counts.failed},
             daemon_transfers={str(r[0]): int(r[1]) for r in transfers},
@@ -192,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
                            help="devices not offered ask once more after everyone checked in")
         else:
             p.add_argument("--timeout", type=float, default=120.0)
+            p.add_argument("--max-handshakes", type=int, default=None,
+                           help="the daemon's limits.max_handshakes (default 64)")
+            p.add_argument("--max-sessions", type=int, default=None,
+                           help="the daemon's limits.max_sessions (default 64)")
+            p.add_argument("--log", type=Path, default=None, help="keep the daemon's log here")
     args = parser.parse_args(argv)
     return int(args.func(args))
 

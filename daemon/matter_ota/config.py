@@ -76,6 +76,7 @@ class NetworkConfig:
 @dataclass(frozen=True)
 class Limits:
     max_sessions: int = 64
+    max_handshakes: int = 64  # the node's unsecured-session pool (node.DEFAULT_UNSECURED_SESSIONS)
     max_concurrent_transfers: int = 16
     commissioning_attempts: int = 20
     commissioning_window: float = MAX_COMMISSIONING_WINDOW
@@ -152,9 +153,9 @@ _ATTESTATION_KEYS = ("dac_cert", "dac_key", "pai_cert", "certification_declarati
 _NODE_KEYS = ("vendor_id", "product_id", "discriminator", "passcode", "device_name",
               "vendor_name", "product_name")
 _NETWORK_KEYS = ("port", "interfaces", "ipv4")
-_LIMIT_KEYS = ("max_sessions", "max_concurrent_transfers", "commissioning_attempts",
-               "commissioning_window", "bdx_idle_timeout", "busy_retry_base",
-               "busy_retry_spread", "update_applied_timeout")
+_LIMIT_KEYS = ("max_sessions", "max_handshakes", "max_concurrent_transfers",
+               "commissioning_attempts", "commissioning_window", "bdx_idle_timeout",
+               "busy_retry_base", "busy_retry_spread", "update_applied_timeout")
 _DCL_KEYS = ("url", "ca_bundle", "refresh_interval", "cache_size", "request_timeout")
 _CHANNEL_KEYS = ("node_ids", "fabrics", "vendor_ids", "products", "hardware_versions",
                  "locations")
@@ -272,6 +273,7 @@ def _limits(doc: Doc, node: yaml.Node | None) -> Limits:
 
     return Limits(
         max_sessions=count("max_sessions", 1, 10_000, d.max_sessions),
+        max_handshakes=count("max_handshakes", 2, 10_000, d.max_handshakes),
         max_concurrent_transfers=count("max_concurrent_transfers", 1, 10_000,
                                        d.max_concurrent_transfers),
         commissioning_attempts=count("commissioning_attempts", 1, 1000,

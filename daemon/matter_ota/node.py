@@ -58,6 +58,10 @@ from matter_ota.messaging.status import (
 
 log = logging.getLogger("matter_ota.node")
 
+#: Ours (connectedhomeip's CHIP_CONFIG_UNAUTHENTICATED_CONNECTION_POOL_SIZE is 4 on a device):
+#: PASE / CASE handshakes a provider holds at once; ``limits.max_handshakes`` in provider.yaml.
+DEFAULT_UNSECURED_SESSIONS = 64
+
 _UNICAST = SessionType.UNICAST  # a module global: ``Enum.MEMBER`` is a descriptor call on 3.11
 
 Handler = Callable[[Exchange, Message], None]
@@ -114,7 +118,7 @@ class Node:
         self,
         *,
         max_sessions: int = 64,
-        max_unsecured_sessions: int = 32,
+        max_unsecured_sessions: int = DEFAULT_UNSECURED_SESSIONS,
         max_exchanges_per_session: int = MAX_RESPONDER_EXCHANGES,
         jitter: Jitter | None = None,
         randbits: Callable[[int], int] = secrets.randbits,
@@ -255,7 +259,10 @@ class Node:
             peer_addr=addr,
             now=now,
         )
-        self._remember_unsecured(session)
+        if not self._remember_unsecured(session):
+            # Our own handshakes are bounded by whoever starts them: the pool grows for them.
+            session.pooled = True
+            self._unsecured[session.key] = session
         return session
 
     def new_exchange(
@@ -266,8 +273,16 @@ class Node:
         return self.exchanges.new_exchange(session, delegate)
 
     def add_secure_session(self, session: SecureSession) -> None:
-        """Install an established session (PASE/CASE call this); evicts the LRU if full."""
-        for old in self.sessions.add(session):
+        """Install an established session (PASE/CASE call this); evicts the LRU if full.
+
+        The least recently used session with no open exchange goes first (as in the unsecured
+        pool); only when every one has an exchange open, the least recently used.
+        """
+        in_use: Callable[[SecureSession], bool] | None = None
+        if len(self.sessions) >= self.sessions.max_sessions:
+            busy = {e.session.key for e in self.exchanges.exchanges() if not e.closed}
+            in_use = lambda s: s.key in busy  # noqa: E731
+        for old in self.sessions.add(session, in_use):
             self._forget(old, "evicted")
         log.info(
             "event=session_established kind=%s local_id=%d peer_id=%d node=0x%016X peer=%s",
@@ -275,6 +290,16 @@ class Node:
             session.peer_node_id, _fmt(session.peer_addr),
         )
         self._events.append(SessionEstablished(session))
+
+    def secure_room(self, needed: int) -> bool:
+        """True if ``needed`` more secure sessions fit without evicting one with an exchange
+        open (free places plus sessions with nothing running)."""
+        free = self.sessions.max_sessions - len(self.sessions)
+        if free >= needed:
+            return True
+        busy = {e.session.key for e in self.exchanges.exchanges() if not e.closed}
+        idle = sum(1 for s in self.sessions if s.key not in busy)
+        return free + idle >= needed
 
     def remove_session(self, session: SecureSession, reason: str = "local") -> None:
         """Remove a secure session and everything running on it."""
@@ -365,17 +390,36 @@ class Node:
                 return found
         raise MessageError("unsecured message for no known session")
 
-    def _remember_unsecured(self, session: UnsecuredSession) -> None:
+    def _remember_unsecured(self, session: UnsecuredSession) -> bool:
+        """Give ``session`` a place in the pool; False when every place holds a handshake.
+
+        Like connectedhomeip's UnauthenticatedSessionTable: a full pool evicts its least recently
+        used session with no open exchange (a finished or refused handshake), never one
+        mid-handshake. When none is idle the session stays out of the pool (``pooled`` False):
+        the handler of its first message answers BUSY (4.11.1.4) instead of the message being
+        dropped unanswered.
+        """
         if len(self._unsecured) >= self.max_unsecured_sessions:
-            # Evict the least recently used session with no open exchange (a refused or finished
-            # handshake); only when every one is mid-handshake, the least recently used.
-            busy = {e.session.key for e in self.exchanges.exchanges() if not e.closed}
-            victim = next((k for k in self._unsecured if k not in busy), None)
+            live = self.exchanges.exchanges()
+            busy = {e.session.key for e in live if not e.closed}
+            # First a session with nothing left at all, then one whose last message (SUCCESS,
+            # BUSY, a failure report) still awaits its ack.
+            closing = {e.session.key for e in live if e.closed}
+            victim = next((k for k in self._unsecured if k not in busy and k not in closing),
+                          None)
             if victim is None:
-                victim = next(iter(self._unsecured))
-            old = self._unsecured.pop(victim)
-            self._notify_dropped(self.exchanges.close_session(old))
+                victim = next((k for k in self._unsecured if k not in busy), None)
+            if victim is None:
+                session.pooled = False
+                log.debug("event=unsecured_pool_full size=%d peer=%s",
+                         len(self._unsecured), _fmt(session.peer_addr))
+                return False
+            # Its closing message, if any, keeps retransmitting outside the pool: the exchange
+            # holds the session, and the peer's ack finds it by the session's key (a lost final
+            # SUCCESS report would otherwise leave the initiator waiting out its timeout).
+            del self._unsecured[victim]
         self._unsecured[session.key] = session
+        return True
 
     def _accepts(self, message: Message) -> bool:
         route = self._routes.get((message.protocol_id, message.protocol.opcode))

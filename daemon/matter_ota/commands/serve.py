@@ -32,7 +32,7 @@ from matter_ota.commands.setup_code import add_device_options, payload_from_args
 from matter_ota.config import ProviderConfig
 from matter_ota.crypto import spake2p
 from matter_ota.messaging.session import Address
-from matter_ota.node import Node
+from matter_ota.node import DEFAULT_UNSECURED_SESSIONS, Node
 from matter_ota.runtime import logs
 from matter_ota.runtime.service import (
     Daemon,
@@ -117,6 +117,7 @@ def _settings(args: argparse.Namespace, provider: ProviderConfig) -> None:
         "vendor_id": node.vendor_id, "product_id": node.product_id,
         "device_name": node.device_name, "log_level": provider.log.level,
         "log_format": provider.log.format, "max_sessions": provider.limits.max_sessions,
+        "max_handshakes": provider.limits.max_handshakes,
     }
     for key, value in defaults.items():
         if getattr(args, key, None) is None:
@@ -141,7 +142,9 @@ def _check(args: argparse.Namespace) -> None:
 
 def build_node(args: argparse.Namespace) -> Node:
     """The node with every installed protocol registered."""
-    node = Node(max_sessions=getattr(args, "max_sessions", None) or 64)
+    node = Node(max_sessions=getattr(args, "max_sessions", None) or 64,
+                max_unsecured_sessions=getattr(args, "max_handshakes", None)
+                or DEFAULT_UNSECURED_SESSIONS)
     for install in INSTALLERS:
         install(node, args)
     # The companions (mDNS) follow commissioning: the window, the fabrics AddNOC adds.

@@ -74,7 +74,7 @@ class Fleet:
     _by_addr: dict[Address, Requestor] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
-        node = Node(jitter=lambda: 0.0, max_sessions=65535, max_unsecured_sessions=4096)
+        node = Node(jitter=lambda: 0.0, max_sessions=65535)  # the daemon's handshake pool
         cert_time = self.cert_time
         self.server = provider_node(
             node, self.provider, self.provider.fabrics, default_info(),

@@ -86,7 +86,7 @@ class Behaviour:
     max_block_size: int | None = None
     retry_delay: float = 60.0  # after a failed download, query again after this long
     max_queries: int = 20  # give up after this many QueryImage in one walk
-    connect_timeout: float = 40.0  # a CASE handshake not done by then is started again
+    case_attempts: int = 3  # CASE attempts failing other than BUSY before the walk fails
 
 
 class _Mute(ExchangeDelegate):
@@ -145,9 +145,10 @@ class Requestor:
     _killed: bool = False
     _notify_pending: bool = False
     _queries: int = 0
-    _connect_deadline: float | None = None
-    _notify_retries: int = 0
+    _lost_sessions: int = 0
+    _resume_with: Stage = Stage.QUERYING
     _case_retries: int = 0
+    case_busy: int = 0  # CASE attempts the provider answered BUSY
 
     def __post_init__(self) -> None:
         self.version = self.identity.software_version
@@ -174,8 +175,6 @@ class Requestor:
         self._connect(now)
 
     def next_deadline(self) -> float | None:
-        if self.stage is Stage.CONNECTING:
-            return self._connect_deadline
         return self.wait_until if self.stage is Stage.WAITING else None
 
     def poll(self, now: float) -> None:
@@ -201,22 +200,19 @@ class Requestor:
         stage = self.stage
         if stage is Stage.CONNECTING:
             conn = self._connection
-            if conn is not None and not conn.done and self._connect_deadline is not None \
-                    and now >= self._connect_deadline:
-                # A responder that lost our handshake (e.g. evicted it) never answers Sigma3;
-                # start over rather than wait for ever.
-                self._log("CASE handshake timed out; connecting again")
-                self._connect(now)
-                return
             if conn is None or not conn.done:
-                return
+                return  # the handshake ends by itself: session, error or timeout
             if conn.session is None:
                 busy = conn.retry_after
                 if busy is not None:  # 4.11.1.4: the responder asked us to come back later
-                    spread = (self.node_id % 1000) / 1000  # not all at the same instant
-                    self._wait(now, max(busy, 0.5) + spread, Stage.CONNECTING)
+                    # at least the wait asked, plus a share of it of our own, so that a fleet
+                    # refused at once does not come back at once (as SDK devices spread)
+                    self.case_busy += 1
+                    share = (self.node_id * 0x9E3779B1 % 1000) / 1000
+                    self._wait(now, max(busy, 0.5) * (1 + share), Stage.CONNECTING)
                     return
-                if self._case_retries < 2:  # e.g. a resumption the responder lost: full CASE
+                if self._case_retries + 1 < self.behaviour.case_attempts:
+                    # e.g. a resumption the responder lost: the next attempt is a full CASE
                     self._case_retries += 1
                     self._wait(now, 1.0, Stage.CONNECTING)
                     return
@@ -224,8 +220,11 @@ class Requestor:
                 return
             self.session = conn.session
             self._case_retries = 0
+            step, self._resume_with = self._resume_with, Stage.QUERYING
             if self._notify_pending:
                 self._notify(now)
+            elif step is Stage.APPLYING:
+                self._apply(now)
             else:
                 self._query(now)
         elif stage is Stage.QUERYING:
@@ -264,10 +263,7 @@ class Requestor:
             inv = self._invocation
             if inv is not None and inv.done:
                 if not inv.ok:
-                    if inv.status is None and self._notify_retries < 2:
-                        # no answer at all (the provider lost our session): connect again
-                        self._notify_retries += 1
-                        self._connect(now)
+                    if self._session_lost(inv, now, Stage.NOTIFYING):
                         return
                     self._fail(f"NotifyUpdateApplied: {inv.error}")
                     return
@@ -280,7 +276,6 @@ class Requestor:
     def _connect(self, now: float) -> None:
         self.stage = Stage.CONNECTING
         self.session = None
-        self._connect_deadline = now + self.behaviour.connect_timeout
         self._connection = self.case.connect(self.fabric, self.provider_node_id,
                                              self.provider_addr, now)
 
@@ -301,7 +296,24 @@ class Requestor:
         self._invocation = invoke(self.node, self.session, 0, OtaProviderCluster.ID,
                                   QUERY_IMAGE, request.to_value(), now)
 
+    def _session_lost(self, inv: Invocation, now: float, step: Stage) -> bool:
+        """No answer at all (the provider dropped our session, e.g. evicted it while we were
+        idle): as a device's stack does, establish CASE again and repeat the step, twice."""
+        no_answer = inv.status is None and inv.fields is None and (inv.error or "").startswith(
+            "exchange ")
+        if not no_answer or self._lost_sessions >= 2:
+            return False
+        self._lost_sessions += 1
+        self._log(f"no answer ({inv.error}); connecting again")
+        if self.session is not None:
+            self.node.remove_session(self.session)
+        self._resume_with = step
+        self._connect(now)
+        return True
+
     def _on_query_answer(self, inv: Invocation, now: float) -> None:
+        if self._session_lost(inv, now, Stage.QUERYING):
+            return
         if inv.error is not None or inv.fields is None:
             self._fail(f"QueryImage: {inv.error or 'no response fields'}")
             return
@@ -367,6 +379,8 @@ class Requestor:
                                   APPLY_UPDATE, request.to_value(), now)
 
     def _on_apply_answer(self, inv: Invocation, now: float) -> None:
+        if self._session_lost(inv, now, Stage.APPLYING):
+            return
         if inv.error is not None or inv.fields is None:
             self._fail(f"ApplyUpdateRequest: {inv.error or 'no response fields'}")
             return

@@ -57,8 +57,8 @@ async def run_fleet(
 ) -> list[Requestor]:
     """Run one requestor per fabric identity until all finished or ``timeout`` passed."""
     clock = time.monotonic
-    # every requestor may hold a handshake, a session and the one its reboot left behind
-    node = Node(max_sessions=3 * len(fabrics) + 8, max_unsecured_sessions=4 * len(fabrics) + 8)
+    # every requestor may hold a session and the one its reboot left behind
+    node = Node(max_sessions=3 * len(fabrics) + 8)
     requestors = [
         Requestor(node, CaseClient(node, cert_time=lambda _now: int(time.time())), fabric,
                   provider_node_id, provider, identity or Identity(), behaviour or Behaviour())
@@ -66,7 +66,9 @@ async def run_fleet(
     ]
     group = RequestorGroup(requestors, clock)
     node.add_timer_source(group)
-    transport = UdpTransport(node, host=host, port=0, clock=clock, on_event=group.on_event)
+    # the peer of every requestor here is the one provider: no per-source handshake quota
+    transport = UdpTransport(node, host=host, port=0, clock=clock, on_event=group.on_event,
+                             prioritize_sessions=False)
     async with anyio.create_task_group() as tg:
         await tg.start(transport.run)
         with anyio.move_on_after(timeout):

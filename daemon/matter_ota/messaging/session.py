@@ -123,6 +123,9 @@ class UnsecuredSession(_SessionBase):
         self.reception = ReceptionState(encrypted_unicast=False)
         self.last_peer_activity = None
         self.last_activity = now
+        # False when the node's pool had no place for it (every one mid-handshake): a handshake
+        # must not start on it, its opener is answered BUSY (see Node._remember_unsecured).
+        self.pooled = True
 
     def encode_payload(self, message_payload: bytes) -> tuple[bytes, int]:
         counter = self.counter.next()
@@ -300,15 +303,27 @@ class SessionTable:
         if session.local_session_id in self._sessions:
             self._sessions.move_to_end(session.local_session_id)
 
-    def add(self, session: SecureSession) -> list[SecureSession]:
-        """Insert ``session``; returns the sessions evicted to make room (least recent first)."""
+    def add(
+        self, session: SecureSession, in_use: Callable[[SecureSession], bool] | None = None
+    ) -> list[SecureSession]:
+        """Insert ``session``; returns the sessions evicted to make room (least recent first).
+
+        With ``in_use``, the least recently used session it calls idle goes first: a device
+        between two messages of a transfer keeps its session while idle ones exist.
+        """
         if session.local_session_id in self._sessions:
             raise ValueError(f"session id {session.local_session_id} already in use")
         self._reserved.discard(session.local_session_id)
         evicted: list[SecureSession] = []
         while len(self._sessions) >= self.max_sessions:
-            _, oldest = self._sessions.popitem(last=False)
-            evicted.append(oldest)
+            victim = None
+            if in_use is not None:
+                victim = next((s for s in self._sessions.values() if not in_use(s)), None)
+            if victim is None:
+                _, victim = self._sessions.popitem(last=False)
+            else:
+                del self._sessions[victim.local_session_id]
+            evicted.append(victim)
         self._sessions[session.local_session_id] = session
         return evicted
 

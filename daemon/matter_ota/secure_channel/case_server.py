@@ -31,6 +31,7 @@ from matter_ota.messaging.session import (
     SecureSession,
     SessionKind,
     SessionParameters,
+    UnsecuredSession,
 )
 from matter_ota.messaging.status import GeneralCode, Protocol, SecureChannelCode, StatusReport
 from matter_ota.messaging.status import SecureChannelOpcode as Op
@@ -45,7 +46,7 @@ from matter_ota.secure_channel.case import (
     UnexpectedMessage,
 )
 from matter_ota.secure_channel.case_messages import Sigma1
-from matter_ota.secure_channel.common import Random, Send, send_all
+from matter_ota.secure_channel.common import Random, Send, busy_wait, send_all
 from matter_ota.secure_channel.resumption import ResumptionStore
 from matter_ota.tlv import TLVError
 
@@ -53,12 +54,18 @@ log = logging.getLogger("matter_ota.case")
 
 CertTime = Callable[[float], int | None]
 
-DEFAULT_MAX_PENDING = 8  # ours (no spec value): handshakes in flight before Sigma1 gets BUSY
+#: Ours: the share of the node's unsecured-session pool CASE leaves free: for a commissioner's
+#: PASE, and for the sessions of refused initiators while their BUSY awaits its ack.
+FREE_SHARE = 4  # a quarter
 #: Ours: how many recent Sigma1 initiator randoms we remember to drop replays (an initiator draws
 #: a fresh random for every Sigma1, 4.14.2.2; a replayed Sigma1 would hold a handshake slot).
 RECENT_SIGMA1 = 256
 DEFAULT_HANDSHAKE_TIMEOUT = 30.0  # connectedhomeip: kExpectedHighProcessingTime
-BUSY_WAIT_MS = 500  # 4.11.1.4: minimum wait we ask of an initiator when BUSY
+#: 4.11.1.4 BUSY carries the minimum wait (ms) the initiator observes. Ours: about as long as a
+#: handshake takes here (so a place has likely freed when it comes back), within these bounds;
+#: connectedhomeip's single-handshake server asks 5000 ms, or its Sigma2 timeout.
+MIN_BUSY_WAIT_MS = 500
+MAX_BUSY_WAIT_MS = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +99,10 @@ def install(node: Node, result: CaseResult, exchange: Exchange) -> SecureSession
 class _Driver(ExchangeDelegate):
     """Feeds one exchange's messages to one handshake; shared by both roles."""
 
-    def __init__(self, node: Node, handshake: CaseHandshake) -> None:
+    def __init__(self, node: Node, handshake: CaseHandshake, timeout: float) -> None:
         self.node = node
         self.handshake = handshake
+        self.timeout = timeout
         self.session: SecureSession | None = None
         self.error: CaseError | None = None
 
@@ -121,6 +129,10 @@ class _Driver(ExchangeDelegate):
             self._failed(exchange, e)
             raise  # the node sends e.report and closes the exchange
         send_all(exchange, sends)
+        if sends and hs.result is None:
+            # The peer's next message is due, Sigma3 or the initiator's awaited SUCCESS
+            # StatusReport alike: a peer that lost the handshake must not hold us for ever.
+            exchange.set_response_timeout(self.timeout)
         if hs.result is not None:
             self.session = install(self.node, hs.result, exchange)
             log.info(
@@ -161,14 +173,20 @@ class _Driver(ExchangeDelegate):
 
 
 class _ResponderDriver(_Driver):
-    def __init__(self, server: CaseServer, handshake: CaseResponder, key: object) -> None:
-        super().__init__(server.node, handshake)
+    def __init__(self, server: CaseServer, handshake: CaseResponder, key: object,
+                 started: float) -> None:
+        super().__init__(server.node, handshake, server.handshake_timeout)
         self.server = server
         self.responder = handshake
         self.key = key
+        self.started = started
 
     def _status(self, report: StatusReport) -> None:
         self.responder.receive_status(report)
+
+    def _finished(self, result: CaseResult) -> None:
+        self.server._observe(self.node.now - self.started)
+        super()._finished(result)
 
     def _cleanup(self) -> None:
         self.server._pending.pop(self.key, None)
@@ -184,7 +202,7 @@ class CaseServer:
         *,
         cert_time: CertTime,
         resumptions: ResumptionStore | None = None,
-        max_pending: int = DEFAULT_MAX_PENDING,
+        max_pending: int | None = None,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         local_params: SessionParameters = DEFAULT_PARAMETERS,
         random: Random = secrets.token_bytes,
@@ -193,11 +211,17 @@ class CaseServer:
         self.fabrics = fabrics
         self.cert_time = cert_time
         self.resumptions = resumptions if resumptions is not None else ResumptionStore()
-        self.max_pending = max_pending
+        # Every handshake holds a place of the node's unsecured pool; bounded below the pool,
+        # CASE refuses with BUSY before the pool itself is full (which would refuse a PASE too).
+        pool = node.max_unsecured_sessions
+        default = max(1, pool - max(1, pool // FREE_SHARE))
+        self.max_pending = max_pending if max_pending is not None else default
         self.handshake_timeout = handshake_timeout
         self.local_params = local_params
         self.random = random
         self._pending: dict[object, _ResponderDriver] = {}
+        self._typical = MIN_BUSY_WAIT_MS / 1000  # running mean of handshake durations (s)
+        self.refused_busy = 0  # Sigma1 answered BUSY since start
         self._recent: OrderedDict[bytes, None] = OrderedDict()
 
     def register(self) -> None:
@@ -212,15 +236,24 @@ class CaseServer:
         return len(self._pending)
 
     def _on_sigma1(self, exchange: Exchange, message: Message) -> None:
-        if self._replayed(message.payload):
-            log.debug("event=case_drop reason=replayed_sigma1 peer=%s", message.addr)
-            return
-        if len(self._pending) >= self.max_pending:
+        session = exchange.session
+        full = isinstance(session, UnsecuredSession) and not session.pooled  # pool: all busy
+        # A Sigma1 seen before is a replay, or a device's retransmission whose first copy was
+        # answered on a session the pool has since let go: either way no new handshake, but an
+        # answer (a silent drop would hold a real device until its handshake timeout).
+        replayed = self._replayed(message.payload)
+        # Every handshake ends in a secure session: with the table full of sessions that have
+        # work running (downloads), a newcomer waits rather than evicting one of them.
+        no_room = not self.node.secure_room(len(self._pending) + 1)
+        if full or replayed or no_room or len(self._pending) >= self.max_pending:
+            self.refused_busy += 1
             raise CaseError(
-                f"{len(self._pending)} CASE handshakes in progress",
+                "Sigma1 seen before" if replayed
+                else "every secure session has work running" if no_room
+                else f"{len(self._pending)} CASE handshakes in progress",
                 SecureChannelCode.BUSY,
                 GeneralCode.BUSY,
-                BUSY_WAIT_MS.to_bytes(2, "little"),
+                self.busy_wait_ms().to_bytes(2, "little"),
             )
         local_id = self.node.sessions.allocate_id()
         handshake = CaseResponder(
@@ -238,12 +271,20 @@ class CaseServer:
             log.info("event=case_refused peer=%s reason=%s", message.addr, e)
             raise
         key = (exchange.session.key, exchange.exchange_id)
-        driver = _ResponderDriver(self, handshake, key)
+        driver = _ResponderDriver(self, handshake, key, exchange.now)
         self._pending[key] = driver
         exchange.delegate = driver
         send_all(exchange, sends)
         exchange.set_response_timeout(self.handshake_timeout)
 
+
+    def busy_wait_ms(self) -> int:
+        """The minimum wait a BUSY asks for: about one handshake's duration here."""
+        wait = round(self._typical * 1000)
+        return max(MIN_BUSY_WAIT_MS, min(MAX_BUSY_WAIT_MS, wait))
+
+    def _observe(self, duration: float) -> None:
+        self._typical += (duration - self._typical) / 8  # exponential mean over ~8 handshakes
 
     def _replayed(self, payload: bytes) -> bool:
         """True for a Sigma1 whose initiator random came recently (a malformed one is not: the
@@ -264,7 +305,7 @@ class CaseConnection(_Driver):
     """One initiator handshake in flight; ``session`` or ``error`` is set when it ends."""
 
     def __init__(self, client: CaseClient, handshake: CaseInitiator) -> None:
-        super().__init__(client.node, handshake)
+        super().__init__(client.node, handshake, client.handshake_timeout)
         self.client = client
         self.initiator = handshake
 
@@ -280,11 +321,7 @@ class CaseConnection(_Driver):
     @property
     def retry_after(self) -> float | None:
         """Seconds the responder asked us to wait when it refused with BUSY (4.11.1.4)."""
-        error = self.error
-        if error is None or error.report.protocol_code != SecureChannelCode.BUSY:
-            return None
-        data = error.report.data
-        return int.from_bytes(data[:2], "little") / 1000 if len(data) >= 2 else 0.0
+        return None if self.error is None else busy_wait(self.error.report)
 
     def _status(self, report: StatusReport) -> None:
         self.initiator.receive_status(report)

@@ -74,6 +74,16 @@ class PeerReportedFailure(HandshakeError):
         )
 
 
+def busy_wait(report: StatusReport) -> float | None:
+    """Seconds a BUSY StatusReport asks the initiator to wait (4.11.1.4: protocol data is the
+    minimum wait in ms, u16 little endian); None when ``report`` is not BUSY."""
+    if (report.protocol_id != Protocol.SECURE_CHANNEL
+            or report.protocol_code != SecureChannelCode.BUSY):
+        return None
+    data = report.data
+    return int.from_bytes(data[:2], "little") / 1000 if len(data) >= 2 else 0.0
+
+
 def success_report() -> StatusReport:
     """4.11.1.4: the StatusReport that completes a handshake (SESSION_ESTABLISHMENT_SUCCESS)."""
     return StatusReport(

@@ -24,12 +24,14 @@ from matter_ota.messaging.session import (
     SecureSession,
     SessionKind,
     SessionParameters,
+    UnsecuredSession,
 )
-from matter_ota.messaging.status import Protocol, StatusReport
+from matter_ota.messaging.status import GeneralCode, Protocol, SecureChannelCode, StatusReport
 from matter_ota.messaging.status import SecureChannelOpcode as Op
 from matter_ota.node import Node
-from matter_ota.secure_channel.common import send_all
+from matter_ota.secure_channel.common import busy_wait, send_all
 from matter_ota.secure_channel.pase import (
+    BUSY_WAIT_MS,
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_FAILURES,
     PaseError,
@@ -54,6 +56,8 @@ class PaseFailed:
     peer: Address | None
     reason: str
     is_initiator: bool
+    retry_after: float | None = None
+    """Seconds the responder asked us to wait when it refused with BUSY (4.11.1.4)."""
 
 
 def _install(exchange: Exchange, message: Message, result: PaseResult) -> SecureSession:
@@ -88,6 +92,12 @@ class PaseCommissioning(ExchangeDelegate):
         return cls(node, verifier, salt, iterations, max_failures=max_failures)
 
     def _on_request(self, exchange: Exchange, message: Message) -> None:
+        session = exchange.session
+        if isinstance(session, UnsecuredSession) and not session.pooled:
+            # Every place of the node's handshake pool is taken: come back later.
+            self._failed(message.addr, "handshake pool full")
+            raise PaseError("handshake pool full", SecureChannelCode.BUSY, GeneralCode.BUSY,
+                            BUSY_WAIT_MS.to_bytes(2, "little"))
         exchange.delegate = self
         self.on_message(exchange, message)
 
@@ -148,7 +158,8 @@ class _InitiatorDelegate(ExchangeDelegate):
                 result = self.handshake.receive_status(StatusReport.decode(message.payload))
             except (PaseError, MessageError) as e:
                 node.sessions.release_id(self.handshake.local_session_id)
-                node.emit(PaseFailed(message.addr, str(e), is_initiator=True))
+                wait = busy_wait(e.report) if isinstance(e, PeerReportedFailure) else None
+                node.emit(PaseFailed(message.addr, str(e), is_initiator=True, retry_after=wait))
                 return
             _install(exchange, message, result)
             return
