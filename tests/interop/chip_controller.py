@@ -57,12 +57,16 @@ class ControllerResult:
 
 def private_root_command(scratch: Path, *command: str) -> list[str]:
     """``command`` in a fresh mount namespace and private root whose /data and /tmp are in
-    ``scratch``; the checkout and the virtualenv stay visible even when they live under /tmp
-    (as in CI's clones)."""
+    ``scratch``; the checkout, the virtualenv and the shared test credentials (the trust
+    store's link target) stay visible even when they live under /tmp (as in CI's clones)."""
+    keep = [str(CHECKOUT), sys.prefix, sys.base_prefix]
+    creds = credentials_dir()
+    if creds is not None:
+        keep.append(str(creds.resolve()))
     return [
         "unshare", "-m", "--propagation", "private",
         sys.executable, str(HERE / "private_root.py"), "--scratch", str(scratch),
-        "--keep", str(CHECKOUT), "--keep", sys.prefix, "--keep", sys.base_prefix, "--",
+        *(arg for path in keep for arg in ("--keep", path)), "--",
         *command,
     ]  # fmt: skip
 
