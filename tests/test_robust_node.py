@@ -157,10 +157,13 @@ def test_replayed_secure_message_is_dropped_and_does_not_move_the_session() -> N
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(0, 2**32), st.sampled_from([0.0, 0.1, 0.25]))
+@given(st.integers(0, 2**32), st.sampled_from([0.0, 0.05, 0.1]))
 def test_reordered_and_lossy_network_still_completes(seed: int, loss: float) -> None:
-    """Every round of datagrams shuffled, up to a quarter lost: MRP and the handshakes' own
-    timers carry the whole conversation through."""
+    """Every round of datagrams shuffled, up to a tenth lost: MRP and the handshakes' own
+    timers carry the whole conversation through. (At 25 % loss a message whose five
+    transmissions are all lost is a real event, ~1e-3 each, and a conversation with a BDX
+    download has a hundred of them: about one seed in ten rightly fails there, so the bound is
+    what MRP promises, not flakiness.)"""
     world = World()
     world.net, world.loss = random.Random(seed), loss
     world.legit_conversation()
