@@ -6,9 +6,8 @@ Runs after the CASE installer and before the IM installer, and hands the IM serv
 every node of a ``--fabric-file`` fabric may invoke the OTA Provider cluster (what an
 administrator writes when it commissions a provider; a commissioned fabric's ACL is what its
 administrator wrote, kept in the store). BDX transfer events reach the provider through
-``args.on_event`` (the UDP transport's callback). Without the runtime service (tools), the
-release state is rebuilt from provider.yaml, releases.yaml and the store when one of the files
-changed, checked at most once a second.
+``args.on_event`` (the UDP transport's callback). Without the runtime service (tools, tests)
+the provider serves the config as it is at start; only the daemon's reload watcher re-reads it.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -24,11 +22,10 @@ from matter_ota.bdx.sender import SenderConfig
 from matter_ota.cli import EXIT_USAGE, CliError
 from matter_ota.commands._common import default_config_path
 from matter_ota.commands._node_state import node_state
-from matter_ota.config import Config, load_config
-from matter_ota.facts import build_state
+from matter_ota.config import load_config
 from matter_ota.node import Node
 from matter_ota.operations import Console
-from matter_ota.policy.model import ReleaseKey, ReleaseState
+from matter_ota.policy.model import ReleaseKey
 from matter_ota.provider.core import OtaProvider, ProviderSettings
 from matter_ota.provider.images import ImageFiles
 from matter_ota.provider.node import attach_bdx, requestor_access
@@ -40,58 +37,15 @@ from matter_ota.yamlnodes import ConfigError
 
 log = logging.getLogger("matter_ota.serve")
 
-RECHECK_EVERY = 1.0
-
-
-class FileState:
-    """The engine's state from the config files and the store, rebuilt when a file changes."""
-
-    def __init__(self, config_path: Path, store: Store, config: Config) -> None:
-        self.config_path = config_path
-        self.store = store
-        self.config = config
-        self._state: ReleaseState | None = None
-        self._stamp: tuple[int, ...] = ()
-        self._checked = 0.0
-
-    def _files(self) -> list[Path]:
-        return [self.config_path, self.config.provider.releases_file]
-
-    def __call__(self) -> ReleaseState:
-        now = time.monotonic()
-        if self._state is not None and now - self._checked < RECHECK_EVERY:
-            return self._state
-        self._checked = now
-        stamp = tuple(_mtime(p) for p in self._files())
-        if self._state is None or stamp != self._stamp:
-            try:
-                self.config = load_config(self.config_path)
-            except ConfigError as exc:  # keep serving the last valid config
-                log.warning("event=config_invalid error=%s", exc)
-            self._state = build_state(self.config.provider, self.config.releases, self.store)
-            self._stamp = stamp
-        return self._state
-
-
-def _mtime(path: Path) -> int:
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return 0
-
-
 def install_ota(node: Node, args: argparse.Namespace) -> None:
     """Serve installer: the OTA provider on the node.
 
     In the daemon the runtime service (``args.service``) holds the config and release state,
-    swapped on reload; without one (tools, older callers) the state is rebuilt from the files.
+    swapped on reload (the reload watcher is the one place that re-reads the files); without
+    one (tools, tests) a service is made from the config as it is now.
     """
     service: ProviderService | None = getattr(args, "service", None)
-    if service is not None:
-        config = service.current_config()
-        store = service.store
-        state: Callable[[], ReleaseState] = service.current_state
-    else:
+    if service is None:
         explicit: Path | None = getattr(args, "config", None)
         path = explicit or default_config_path()
         if not path.exists():
@@ -108,21 +62,23 @@ def install_ota(node: Node, args: argparse.Namespace) -> None:
             store = Store.open(state_dir)
         except StoreError as exc:
             raise CliError(str(exc)) from None
-        state = FileState(path, store, config)
+        service = ProviderService(config, store)
+    config = service.current_config()
+    store = service.store
     shared = node_state(node, args)
     fabrics = shared.fabrics
     limits = config.provider.limits  # restart-only: sized once at start
     offset = time.time() - time.monotonic()
 
     def auto_stop(key: ReleaseKey, reason: str) -> None:
-        provider_config = service.current_config().provider if service else config.provider
+        provider_config = service.current_config().provider
         Console(provider_config, store, actor="daemon").auto_stop(key, reason)
 
     # DCL channels: the runtime's DCL source (args.dcl_source, entered in its task group)
     # answers from its cache and fetches in the background; without one they offer nothing.
     source: DclSource | None = getattr(args, "dcl_source", None)
     provider = OtaProvider(
-        store, state, fabrics,
+        store, service.current_state, fabrics,
         ImageFiles(config.provider.firmware_dir,
                    partial(resolve_designator, source) if source is not None else None),
         decide=partial(decide_with_dcl_now, source),
@@ -135,8 +91,7 @@ def install_ota(node: Node, args: argparse.Namespace) -> None:
         idle_timeout=limits.bdx_idle_timeout,
         max_transfers=2 * limits.max_concurrent_transfers,
     ))
-    if service is not None:
-        service.at_stop(bdx.shutdown)  # transfers failed and the devices told, sessions last
+    service.at_stop(bdx.shutdown)  # transfers failed and the devices told, sessions last
     for index in sorted(shared.provisioned):
         shared.access.set_entries(index, requestor_access(index))
     args.update_decider = provider
