@@ -158,11 +158,6 @@ class TransferTable:
                       f"no message for {self.config.idle_timeout:g} s", now)
         return expired
 
-    def close_all(self, now: float) -> None:
-        """Fail every transfer (daemon shutdown)."""
-        for transfer in list(self._by_device.values()):
-            self.fail(transfer, FailReason.SHUTDOWN, "provider shutting down", now)
-
     def _drop(self, transfer: SenderTransfer) -> None:
         if self._by_device.get(transfer.device) is transfer:
             del self._by_device[transfer.device]

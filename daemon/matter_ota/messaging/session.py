@@ -72,15 +72,11 @@ class _SessionBase:
     last_peer_activity: float | None
     last_activity: float
 
-    def is_peer_active(self, now: float) -> bool:
-        """4.12.2.1: the peer counts as active while it sent something within its threshold."""
-        last = self.last_peer_activity
-        return last is not None and now - last < self.peer_params.active_threshold
-
     def mrp_base_interval(self, now: float) -> float:
-        """The retransmission base interval for the next message to this peer (4.12.2.1)."""
+        """The retransmission base interval for the next message to this peer (4.12.2.1): the
+        active interval while the peer sent something within its active threshold."""
         params = self.peer_params
-        last = self.last_peer_activity  # is_peer_active(), inlined: once per reliable message
+        last = self.last_peer_activity
         if last is not None and now - last < params.active_threshold:
             return params.active_interval
         return params.idle_interval

@@ -216,12 +216,6 @@ class ProviderService:
         )
         return served
 
-    def rebuild(self) -> None:
-        """The same config with every fact re-read from the store and the firmware folder
-        (cohort indexes included: e.g. after a ledger import by another process)."""
-        s = self._served
-        self._served = self._build(s.config, s.generation, s.digest)
-
     def record(self) -> None:
         s = self._served
         files = (str(s.config.provider.path), str(s.config.provider.releases_file))
