@@ -23,6 +23,7 @@ import enum
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from matter_ota.bdx.client import Download, DownloadCompleted, DownloadFailed, start_download
 from matter_ota.bdx.receiver import ReceiverTransfer
@@ -44,10 +45,12 @@ from matter_ota.messaging.session import Address, SecureSession
 from matter_ota.node import Node
 from matter_ota.provider.uri import ImageUriError, check_image_uri
 from matter_ota.secure_channel.case_server import CaseClient, CaseConnection
-from matter_ota.tlv import TLVError
+from matter_ota.tlv import Struct, TLVError
 
 QUERY_IMAGE, APPLY_UPDATE, NOTIFY_APPLIED = 0x00, 0x02, 0x04
 BDX_SYNCHRONOUS = 0
+
+_Response = TypeVar("_Response", bound=Struct)
 
 
 class Stage(enum.Enum):
@@ -311,16 +314,25 @@ class Requestor:
         self._connect(now)
         return True
 
-    def _on_query_answer(self, inv: Invocation, now: float) -> None:
-        if self._session_lost(inv, now, Stage.QUERYING):
-            return
+    def _answer(
+        self, inv: Invocation, now: float, step: Stage, command: str, schema: type[_Response]
+    ) -> _Response | None:
+        """The decoded response to ``command``; None when the session was lost (the step is
+        repeated) or the answer is an error or malformed (the emulation failed)."""
+        if self._session_lost(inv, now, step):
+            return None
         if inv.error is not None or inv.fields is None:
-            self._fail(f"QueryImage: {inv.error or 'no response fields'}")
-            return
+            self._fail(f"{command}: {inv.error or 'no response fields'}")
+            return None
         try:
-            answer = QueryImageResponse.from_value(inv.fields)
+            return schema.from_value(inv.fields)
         except TLVError as exc:
-            self._fail(f"QueryImageResponse: {exc}")
+            self._fail(f"{schema.__name__}: {exc}")
+            return None
+
+    def _on_query_answer(self, inv: Invocation, now: float) -> None:
+        answer = self._answer(inv, now, Stage.QUERYING, "QueryImage", QueryImageResponse)
+        if answer is None:
             return
         self.responses.append(answer)
         status = answer.status
@@ -379,15 +391,8 @@ class Requestor:
                                   APPLY_UPDATE, request.to_value(), now)
 
     def _on_apply_answer(self, inv: Invocation, now: float) -> None:
-        if self._session_lost(inv, now, Stage.APPLYING):
-            return
-        if inv.error is not None or inv.fields is None:
-            self._fail(f"ApplyUpdateRequest: {inv.error or 'no response fields'}")
-            return
-        try:
-            answer = ApplyUpdateResponse.from_value(inv.fields)
-        except TLVError as exc:
-            self._fail(f"ApplyUpdateResponse: {exc}")
+        answer = self._answer(inv, now, Stage.APPLYING, "ApplyUpdateRequest", ApplyUpdateResponse)
+        if answer is None:
             return
         self.applies.append(answer)
         if answer.action == ApplyUpdateAction.PROCEED:

@@ -160,6 +160,41 @@ def _verify(public_key: bytes, message: bytes, signature: bytes) -> None:
         raise CaseError("TBS signature does not verify") from None
 
 
+def _sign_tbs(fabric: FabricInfo, sender_eph_pub: bytes, receiver_eph_pub: bytes) -> bytes:
+    """Our signature over the TBSData naming our certificates and both ephemeral keys."""
+    tbs = TBSData(
+        noc=fabric.noc,
+        icac=fabric.icac,
+        sender_eph_pub_key=sender_eph_pub,
+        receiver_eph_pub_key=receiver_eph_pub,
+    ).encode()
+    return _sign(fabric.private_key, tbs)
+
+
+def _verify_tbs(
+    info: ChainInfo,
+    noc: bytes,
+    icac: bytes | None,
+    signature: bytes,
+    sender_eph_pub: bytes,
+    receiver_eph_pub: bytes,
+) -> None:
+    """The peer's signature over the TBSData naming its certificates and both ephemeral keys."""
+    tbs = TBSData(
+        noc=noc, icac=icac, sender_eph_pub_key=sender_eph_pub, receiver_eph_pub_key=receiver_eph_pub
+    ).encode()
+    _verify(info.public_key, tbs, signature)
+
+
+def _open_tbe(schema: type[_T], key: bytes, nonce: bytes, encrypted: bytes) -> _T:
+    """Decrypt and decode a Sigma2/Sigma3 TBEData; any failure is a CaseError."""
+    try:
+        plain = case_keys.decrypt(key, nonce, encrypted)
+    except case_keys.CaseCryptoError as e:
+        raise CaseError(str(e)) from None
+    return _decode(schema, plain)
+
+
 def _validate_peer(
     fabric: FabricInfo, noc_tlv: bytes, icac_tlv: bytes | None, cert_time: int | None
 ) -> ChainInfo:
@@ -266,16 +301,10 @@ class CaseResponder(CaseHandshake):
         shared = _ecdh(eph, s1.initiator_eph_pub_key)
         responder_random = self._random(RANDOM_LENGTH)
         resumption_id = self._random(RESUMPTION_ID_LENGTH)
-        tbs = TBSData(
-            noc=fabric.noc,
-            icac=fabric.icac,
-            sender_eph_pub_key=eph_pub,
-            receiver_eph_pub_key=s1.initiator_eph_pub_key,
-        ).encode()
         tbe = TBEData2(
             noc=fabric.noc,
             icac=fabric.icac,
-            signature=_sign(fabric.private_key, tbs),
+            signature=_sign_tbs(fabric, eph_pub, s1.initiator_eph_pub_key),
             resumption_id=resumption_id,
         ).encode()
         s2k = case_keys.sigma2_key(shared, fabric.ipk, responder_random, eph_pub, payload)
@@ -342,19 +371,9 @@ class CaseResponder(CaseHandshake):
         fabric = s.fabric
         s3 = _decode(Sigma3, payload)
         s3k = case_keys.sigma3_key(s.shared, fabric.ipk, s.sigma1, s.sigma2)
-        try:
-            plain = case_keys.decrypt(s3k, case_keys.TBE3_NONCE, s3.encrypted3)
-        except case_keys.CaseCryptoError as e:
-            raise CaseError(str(e)) from None
-        tbe = _decode(TBEData3, plain)
+        tbe = _open_tbe(TBEData3, s3k, case_keys.TBE3_NONCE, s3.encrypted3)
         info = _validate_peer(fabric, tbe.noc, tbe.icac, self._cert_time)
-        tbs = TBSData(
-            noc=tbe.noc,
-            icac=tbe.icac,
-            sender_eph_pub_key=s.peer_eph_pub,
-            receiver_eph_pub_key=s.eph_pub,
-        ).encode()
-        _verify(info.public_key, tbs, tbe.signature)
+        _verify_tbs(info, tbe.noc, tbe.icac, tbe.signature, s.peer_eph_pub, s.eph_pub)
         keys = derive_session_keys(
             s.shared, case_keys.session_salt(fabric.ipk, s.sigma1, s.sigma2, payload)
         )
@@ -454,30 +473,16 @@ class CaseInitiator(CaseHandshake):
         s2k = case_keys.sigma2_key(
             shared, fabric.ipk, s2.responder_random, s2.responder_eph_pub_key, self._sigma1
         )
-        try:
-            plain = case_keys.decrypt(s2k, case_keys.TBE2_NONCE, s2.encrypted2)
-        except case_keys.CaseCryptoError as e:
-            raise CaseError(str(e)) from None
-        tbe = _decode(TBEData2, plain)
+        tbe = _open_tbe(TBEData2, s2k, case_keys.TBE2_NONCE, s2.encrypted2)
         info = _validate_peer(fabric, tbe.noc, tbe.icac, self._cert_time)
         if info.node_id != self.peer_node_id:
             raise CaseError(
                 f"responder is node 0x{info.node_id:016X}, not 0x{self.peer_node_id:016X}"
             )
-        tbs2 = TBSData(
-            noc=tbe.noc,
-            icac=tbe.icac,
-            sender_eph_pub_key=s2.responder_eph_pub_key,
-            receiver_eph_pub_key=self._eph_pub,
-        ).encode()
-        _verify(info.public_key, tbs2, tbe.signature)
-        tbs3 = TBSData(
-            noc=fabric.noc,
-            icac=fabric.icac,
-            sender_eph_pub_key=self._eph_pub,
-            receiver_eph_pub_key=s2.responder_eph_pub_key,
-        ).encode()
-        tbe3 = TBEData3(noc=fabric.noc, icac=fabric.icac, signature=_sign(fabric.private_key, tbs3))
+        peer_eph_pub = s2.responder_eph_pub_key
+        _verify_tbs(info, tbe.noc, tbe.icac, tbe.signature, peer_eph_pub, self._eph_pub)
+        signature = _sign_tbs(fabric, self._eph_pub, peer_eph_pub)
+        tbe3 = TBEData3(noc=fabric.noc, icac=fabric.icac, signature=signature)
         s3k = case_keys.sigma3_key(shared, fabric.ipk, self._sigma1, payload)
         sigma3 = Sigma3(
             encrypted3=case_keys.encrypt(s3k, case_keys.TBE3_NONCE, tbe3.encode())
