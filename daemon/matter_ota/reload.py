@@ -259,12 +259,20 @@ async def watch(
 # -- the daemon's wiring ---------------------------------------------------------------------
 
 
-def config_watcher(provider_path: Path, now: float) -> ConfigWatcher[Config]:
+def config_watcher(
+    provider_path: Path,
+    now: float,
+    *,
+    initial: Config | None = None,
+    load: Callable[[], Config] | None = None,
+) -> ConfigWatcher[Config]:
     """The daemon's watcher: provider.yaml and the releases file it names, loaded with the
-    same loader as at start-up (ConfigError on anything invalid)."""
+    same loader as at start-up (ConfigError on anything invalid). ``initial`` is the config
+    already being served (default: loaded now); ``load`` replaces plain ``load_config``."""
+    loader = load if load is not None else (lambda: load_config(provider_path))
     return ConfigWatcher(
-        load_config(provider_path),
-        lambda: load_config(provider_path),
+        initial if initial is not None else loader(),
+        loader,
         lambda config: (config.provider.path, config.provider.releases_file),
         errors=(ConfigError,),
         now=now,

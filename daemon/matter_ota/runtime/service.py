@@ -39,10 +39,10 @@ from matter_ota.node import Node
 from matter_ota.policy.model import ReleaseState
 from matter_ota.releases_file import load_releases, parse_releases
 from matter_ota.reload import (
-    ConfigWatcher,
     Fingerprint,
     Invalid,
     combined_digest,
+    config_watcher,
     describe_error,
     fingerprint,
     store_reporting,
@@ -277,10 +277,9 @@ class Daemon:
         self.companions = list(companions)
         self.contexts = list(contexts)
         self.on_ready = on_ready
-        self.watcher = ConfigWatcher(
-            service.current_config(), config_loader(config_path, config_explicit),
-            lambda c: (c.provider.path, c.provider.releases_file),
-            errors=(ConfigError,), now=time.monotonic(),
+        self.watcher = config_watcher(
+            config_path, time.monotonic(), initial=service.current_config(),
+            load=config_loader(config_path, config_explicit),
         )
         self.watcher.last_error = startup_error
         self._startup_error = startup_error
