@@ -35,7 +35,7 @@ import dataclasses
 import json
 import sys
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 RESULT_PATH = ""
@@ -345,14 +345,32 @@ async def _operate(ctrl: Any, node: int, steps: dict[str, Any]) -> None:
     steps["session"] = "CASE"
 
 
+async def _reported_steps(
+    controller: Controller, work: Callable[[dict[str, Any], float], Awaitable[None]]
+) -> int:
+    """Run ``work(steps, start)`` and write its outcome with the steps it recorded: ok, or any
+    exception's type, message and SDK code; the controller is shut down either way."""
+    start = time.monotonic()
+    steps: dict[str, Any] = {}
+    try:
+        await work(steps, start)
+    except Exception as e:  # the SDK raises assorted types; the test shows them
+        _report(ok=False, error=type(e).__name__, message=str(e),
+                code=getattr(e, "err", None), steps=steps, seconds=time.monotonic() - start)
+        return 1
+    finally:
+        controller.shutdown()
+    _report(ok=True, steps=steps, seconds=time.monotonic() - start)
+    return 0
+
+
 async def _commission(args: argparse.Namespace) -> int:
     from chip import discovery
 
     controller = Controller(args)
     ctrl = controller.ctrl
-    start = time.monotonic()
-    steps: dict[str, Any] = {}
-    try:
+
+    async def work(steps: dict[str, Any], start: float) -> None:
         if args.code:
             node = await asyncio.wait_for(ctrl.CommissionWithCode(args.code, args.node_id),
                                           args.timeout)
@@ -364,31 +382,18 @@ async def _commission(args: argparse.Namespace) -> int:
         steps["compressed_fabric_id"] = f"{ctrl.GetCompressedFabricId():016X}"
         steps["commissioned_s"] = time.monotonic() - start
         await _operate(ctrl, node, steps)
-    except Exception as e:  # the SDK raises assorted types; the test shows them
-        _report(ok=False, error=type(e).__name__, message=str(e),
-                code=getattr(e, "err", None), steps=steps, seconds=time.monotonic() - start)
-        return 1
-    finally:
-        controller.shutdown()
-    _report(ok=True, steps=steps, seconds=time.monotonic() - start)
-    return 0
+
+    return await _reported_steps(controller, work)
 
 
 async def _operate_cmd(args: argparse.Namespace) -> int:
     controller = Controller(args)
-    start = time.monotonic()
-    steps: dict[str, Any] = {}
-    try:
+
+    async def work(steps: dict[str, Any], start: float) -> None:
         steps["compressed_fabric_id"] = f"{controller.ctrl.GetCompressedFabricId():016X}"
         await asyncio.wait_for(_operate(controller.ctrl, args.node_id, steps), args.timeout)
-    except Exception as e:  # the SDK raises assorted types; the test shows them
-        _report(ok=False, error=type(e).__name__, message=str(e),
-                code=getattr(e, "err", None), steps=steps, seconds=time.monotonic() - start)
-        return 1
-    finally:
-        controller.shutdown()
-    _report(ok=True, steps=steps, seconds=time.monotonic() - start)
-    return 0
+
+    return await _reported_steps(controller, work)
 
 
 def main() -> int:
