@@ -5,14 +5,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
 import pytest
-from dcl_server import FakeLedger, build_ota_image, leftover_threads, model_version
+from dcl_server import FakeLedger, build_ota_image, model_version
 
 from matter_ota.config import DclConfig
 from matter_ota.policy import transitions
@@ -40,7 +38,7 @@ from matter_ota.sources.dcl_decide import (
 )
 from matter_ota.sources.dcl_status import dcl_row_facts
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_leaked_threads")]
 
 VID, PID = 0xFFF1, 0x8001
 PRODUCT = Product(VID, PID)
@@ -54,22 +52,6 @@ IMAGE_PATH = "/images/v2.ota"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_threads() -> Iterator[None]:
-    """A test that leaves a download thread, a server or an event loop thread behind fails."""
-    before = set(threading.enumerate())
-    yield
-    assert leftover_threads(before) == []
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[FakeLedger]:
-    (tmp_path / "tls").mkdir()
-    server = FakeLedger(tmp_path / "tls").start()
-    yield server
-    server.stop()
 
 
 def publish(ledger: FakeLedger, *, valid: bool = True, checksum: bytes | None = None) -> bytes:

@@ -5,21 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from dcl_server import FakeLedger, Route, build_ota_image, leftover_threads, model_version
+from dcl_server import FakeLedger, Route, build_ota_image, model_version
 
 from matter_ota.ota_image import DIGESTS
 from matter_ota.sources.dcl import DclSource, ImageState
 from matter_ota.sources.dcl_cache import cache_key
 from matter_ota.sources.dcl_client import DclSettings, DclUnavailable, resolve_base_url
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_leaked_threads")]
 
 VID, PID = 0xFFF1, 0x8001
 
@@ -27,22 +25,6 @@ VID, PID = 0xFFF1, 0x8001
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_threads() -> Iterator[None]:
-    """A test that leaves a download thread, a server or an event loop thread behind fails."""
-    before = set(threading.enumerate())
-    yield
-    assert leftover_threads(before) == []
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[FakeLedger]:
-    (tmp_path / "tls").mkdir()
-    server = FakeLedger(tmp_path / "tls").start()
-    yield server
-    server.stop()
 
 
 class Clock:

@@ -112,12 +112,9 @@ def test_extract_writes_the_payload(
     assert (tmp_path / "out.bin").read_bytes() == b"firmware " * 5000
 
 
-@pytest.mark.parametrize("name", ["sha256_32", "sha-384", "sha512", "sha3_224", "sha3-512"])
-def test_create_with_each_digest_name(
-    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    (tmp_path / "p").write_bytes(b"p" * 100)
-    argv = [
+def create_with_digest(tmp_path: Path, digest: str) -> list[str]:
+    """``image create`` argv for payload ``tmp_path/p`` into ``tmp_path/o`` with ``--digest``."""
+    return [
         "image",
         "create",
         "--vendor-id",
@@ -129,11 +126,18 @@ def test_create_with_each_digest_name(
         "--version-string",
         "3",
         "--digest",
-        name,
+        digest,
         str(tmp_path / "p"),
         str(tmp_path / "o"),
     ]
-    assert run(capsys, *argv)[0] == 0
+
+
+@pytest.mark.parametrize("name", ["sha256_32", "sha-384", "sha512", "sha3_224", "sha3-512"])
+def test_create_with_each_digest_name(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "p").write_bytes(b"p" * 100)
+    assert run(capsys, *create_with_digest(tmp_path, name))[0] == 0
     _, out, _ = run(capsys, "image", "show", "--json", str(tmp_path / "o"))
     algorithm_ids = {"sha256_32": 6, "sha-384": 7, "sha512": 8, "sha3_224": 9, "sha3-512": 12}
     assert json.loads(out)["digest_type"] == algorithm_ids[name]
@@ -232,23 +236,7 @@ def test_create_refusals(
 def test_create_unknown_digest_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = run(
-        capsys,
-        "image",
-        "create",
-        "--vendor-id",
-        "1",
-        "--product-id",
-        "2",
-        "--version",
-        "3",
-        "--version-string",
-        "3",
-        "--digest",
-        "md5",
-        str(tmp_path / "p"),
-        str(tmp_path / "o"),
-    )
+    code, _, err = run(capsys, *create_with_digest(tmp_path, "md5"))
     assert code == 2 and "unknown digest 'md5'" in err
 
 

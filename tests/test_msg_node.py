@@ -165,9 +165,8 @@ def test_standalone_ack_after_200_ms_when_handler_is_slow() -> None:
 # -- loss, duplication, reordering --------------------------------------------------------------
 
 
-def test_lost_request_is_retransmitted_and_answered_once() -> None:
-    client, server = make_node(), make_node()
-    c, _ = secure_pair(client, server)
+def echo_and_record(server: Node) -> list[bytes]:
+    """Serve IM Read on secure sessions by echoing; the returned list records each payload."""
     calls: list[bytes] = []
 
     def handler(exchange: Exchange, message: Message) -> None:
@@ -175,6 +174,13 @@ def test_lost_request_is_retransmitted_and_answered_once() -> None:
         echo(exchange, message)
 
     server.register(IM, READ, handler, SECURE_SESSIONS)
+    return calls
+
+
+def test_lost_request_is_retransmitted_and_answered_once() -> None:
+    client, server = make_node(), make_node()
+    c, _ = secure_pair(client, server)
+    calls = echo_and_record(server)
     recorder = Recorder()
     client.new_exchange(c, recorder, 0.0).send(IM, READ, b"x")
     client.datagrams_to_send()  # lost
@@ -186,13 +192,7 @@ def test_lost_request_is_retransmitted_and_answered_once() -> None:
 def test_lost_response_duplicate_request_gets_ack_only() -> None:
     client, server = make_node(), make_node()
     c, _ = secure_pair(client, server)
-    calls: list[bytes] = []
-
-    def handler(exchange: Exchange, message: Message) -> None:
-        calls.append(message.payload)
-        echo(exchange, message)
-
-    server.register(IM, READ, handler, SECURE_SESSIONS)
+    calls = echo_and_record(server)
     recorder = Recorder()
     client.new_exchange(c, recorder, 0.0).send(IM, READ, b"x")
     deliver(client, server, 0.0, CLIENT_ADDR)
@@ -244,13 +244,7 @@ def test_lossy_link_delivers_each_request_exactly_once(fate: list[str]) -> None:
     """Requests and responses over a link that drops and duplicates: each handled once."""
     client, server = make_node(jitter=0.3), make_node(jitter=0.7)
     c, _ = secure_pair(client, server)
-    calls: list[bytes] = []
-
-    def handler(exchange: Exchange, message: Message) -> None:
-        calls.append(message.payload)
-        echo(exchange, message)
-
-    server.register(IM, READ, handler, SECURE_SESSIONS)
+    calls = echo_and_record(server)
     recorder = Recorder()
     exchange = client.new_exchange(c, recorder, 0.0)
     exchange.send(IM, READ, b"r")

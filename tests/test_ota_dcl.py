@@ -5,14 +5,12 @@ serves the verified cached image over BDX; the ledger is a real HTTPS server on 
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
 import anyio
 import pytest
-from dcl_server import FakeLedger, build_ota_image, leftover_threads
+from dcl_server import FakeLedger, build_ota_image
 from ota_world import PID, PRODUCT, VID, World, sha256
 from test_dcl_source import make_source, publish_image
 
@@ -21,27 +19,12 @@ from matter_ota.emulator.requestor import Stage
 from matter_ota.policy.model import Source
 from matter_ota.sources.dcl_decide import decide_with_dcl_now, resolve_designator
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_leaked_threads")]
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_threads() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    assert leftover_threads(before) == []
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[FakeLedger]:
-    (tmp_path / "tls").mkdir()
-    server = FakeLedger(tmp_path / "tls").start()
-    yield server
-    server.stop()
 
 
 async def test_dcl_channel_offer_download_apply(ledger: FakeLedger, tmp_path: Path) -> None:

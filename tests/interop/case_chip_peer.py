@@ -83,6 +83,31 @@ def _controller(
     return Controller()
 
 
+def sdk_controller(storage: str, fabric_file: str, *, server: bool) -> tuple[Any, Any]:
+    """The SDK stack and a controller on the fabric described by ``fabric_file`` (JSON: the
+    controller's FabricInfo, certificates as hex); ``server`` enables server interactions."""
+    import chip.native
+    from chip.ChipStack import ChipStack
+    from chip.crypto.p256keypair import TestP256Keypair
+    from ecdsa import NIST256p, SigningKey
+
+    fabric = json.loads(Path(fabric_file).read_text())
+    chip.native.Init()
+    stack = ChipStack(persistentStoragePath=storage, enableServerInteractions=server)
+    key = TestP256Keypair(
+        SigningKey.from_string(bytes.fromhex(fabric["operational_key"]), curve=NIST256p)
+    )
+    ctrl = _controller(
+        key,
+        bytes.fromhex(fabric["noc"]),
+        bytes.fromhex(fabric["icac"]) if fabric.get("icac") else None,
+        bytes.fromhex(fabric["rcac"]),
+        bytes.fromhex(fabric["ipk_epoch_key"]),
+        fabric["vendor_id"],
+    )
+    return stack, ctrl
+
+
 async def _connect_twice(ctrl: Any, node_id: int) -> dict[str, Any]:
     """CASE to ``node_id`` (found by operational discovery), then again after expiring it."""
     attempts = []
@@ -116,25 +141,7 @@ def main() -> int:
     parser.add_argument("--result-file", default=None)
     args = parser.parse_args()
 
-    import chip.native
-    from chip.ChipStack import ChipStack
-    from chip.crypto.p256keypair import TestP256Keypair
-    from ecdsa import NIST256p, SigningKey
-
-    fabric = json.loads(Path(args.fabric).read_text())
-    chip.native.Init()
-    stack = ChipStack(persistentStoragePath=args.storage, enableServerInteractions=True)
-    key = TestP256Keypair(
-        SigningKey.from_string(bytes.fromhex(fabric["operational_key"]), curve=NIST256p)
-    )
-    ctrl = _controller(
-        key,
-        bytes.fromhex(fabric["noc"]),
-        bytes.fromhex(fabric["icac"]) if fabric.get("icac") else None,
-        bytes.fromhex(fabric["rcac"]),
-        bytes.fromhex(fabric["ipk_epoch_key"]),
-        fabric["vendor_id"],
-    )
+    stack, ctrl = sdk_controller(args.storage, args.fabric, server=True)
     ports = {"udp6": _own_udp_ports("udp6"), "udp": _own_udp_ports("udp")}
     Path(args.port_file).write_text(json.dumps(ports))
     if args.connect is not None:

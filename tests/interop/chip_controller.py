@@ -8,18 +8,37 @@ test venv's Python inside the namespace ``ns``, in a fresh mount namespace with 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .netns import Namespace
+import pytest
+
+from .netns import Namespace, network_namespace, unavailable_reason
 
 HERE = Path(__file__).resolve().parent
 CHECKOUT = HERE.parent.parent
+
+
+@contextlib.contextmanager
+def sdk_namespace(prefix: str) -> Iterator[Namespace]:
+    """A network namespace for a test that drives the connectedhomeip SDK; the test is skipped
+    where no namespace can be made or the SDK's native library does not load."""
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    try:
+        import chip.native  # noqa: F401
+    except Exception as e:  # the SDK's native library may not load on this machine
+        pytest.skip(f"connectedhomeip bindings unavailable: {e}")
+    with network_namespace(prefix) as namespace:
+        yield namespace
 
 
 def credentials_dir() -> Path | None:

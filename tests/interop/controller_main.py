@@ -35,6 +35,7 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 RESULT_PATH = ""
@@ -75,17 +76,14 @@ class Controller:
         self.stack.Shutdown()
 
 
-async def _pase(args: argparse.Namespace) -> int:
+async def _reported(controller: Controller, work: Awaitable[dict[str, Any]]) -> int:
+    """Await ``work`` and write its outcome: ok with the fields it returns, or the timeout, or
+    the SDK's error (ChipStackError code and message); the controller is shut down either way."""
     from chip.exceptions import ChipStackError
 
-    controller = Controller(args)
     start = time.monotonic()
     try:
-        await asyncio.wait_for(
-            controller.ctrl.EstablishPASESessionIP(args.ip, args.passcode, args.node_id,
-                                                   args.port),
-            args.timeout,
-        )
+        fields = await work
     except TimeoutError:
         _report(ok=False, error="timeout", seconds=time.monotonic() - start)
         return 1
@@ -95,8 +93,22 @@ async def _pase(args: argparse.Namespace) -> int:
         return 1
     finally:
         controller.shutdown()
-    _report(ok=True, seconds=time.monotonic() - start)
+    _report(ok=True, **fields, seconds=time.monotonic() - start)
     return 0
+
+
+async def _pase(args: argparse.Namespace) -> int:
+    controller = Controller(args)
+
+    async def work() -> dict[str, Any]:
+        await asyncio.wait_for(
+            controller.ctrl.EstablishPASESessionIP(args.ip, args.passcode, args.node_id,
+                                                   args.port),
+            args.timeout,
+        )
+        return {}
+
+    return await _reported(controller, work())
 
 
 async def _pase_read(args: argparse.Namespace) -> int:
@@ -104,8 +116,8 @@ async def _pase_read(args: argparse.Namespace) -> int:
     from chip.exceptions import ChipStackError
 
     controller = Controller(args)
-    start = time.monotonic()
-    try:
+
+    async def work() -> dict[str, Any]:
         await asyncio.wait_for(
             controller.ctrl.EstablishPASESessionIP(args.ip, args.passcode, args.node_id,
                                                    args.port),
@@ -117,17 +129,9 @@ async def _pase_read(args: argparse.Namespace) -> int:
             read = "ok"
         except (TimeoutError, ChipStackError) as e:
             read = f"{type(e).__name__}: {e}"
-    except TimeoutError:
-        _report(ok=False, error="timeout", seconds=time.monotonic() - start)
-        return 1
-    except ChipStackError as e:
-        _report(ok=False, error="chip", code=e.err, message=str(e),
-                seconds=time.monotonic() - start)
-        return 1
-    finally:
-        controller.shutdown()
-    _report(ok=True, read=read, seconds=time.monotonic() - start)
-    return 0
+        return {"read": read}
+
+    return await _reported(controller, work())
 
 
 def _plain(value: Any) -> Any:
@@ -261,24 +265,14 @@ async def _discover(args: argparse.Namespace) -> int:
 
 
 async def _pase_code(args: argparse.Namespace) -> int:
-    from chip.exceptions import ChipStackError
-
     controller = Controller(args)
-    start = time.monotonic()
-    try:
+
+    async def work() -> dict[str, Any]:
         await asyncio.wait_for(controller.ctrl.EstablishPASESession(args.code, args.node_id),
                                args.timeout)
-    except TimeoutError:
-        _report(ok=False, error="timeout", seconds=time.monotonic() - start)
-        return 1
-    except ChipStackError as e:
-        _report(ok=False, error="chip", code=e.err, message=str(e),
-                seconds=time.monotonic() - start)
-        return 1
-    finally:
-        controller.shutdown()
-    _report(ok=True, seconds=time.monotonic() - start)
-    return 0
+        return {}
+
+    return await _reported(controller, work())
 
 
 def _sdk_payload_calls(case: dict[str, Any]) -> dict[str, Any]:
@@ -351,14 +345,32 @@ async def _operate(ctrl: Any, node: int, steps: dict[str, Any]) -> None:
     steps["session"] = "CASE"
 
 
+async def _reported_steps(
+    controller: Controller, work: Callable[[dict[str, Any], float], Awaitable[None]]
+) -> int:
+    """Run ``work(steps, start)`` and write its outcome with the steps it recorded: ok, or any
+    exception's type, message and SDK code; the controller is shut down either way."""
+    start = time.monotonic()
+    steps: dict[str, Any] = {}
+    try:
+        await work(steps, start)
+    except Exception as e:  # the SDK raises assorted types; the test shows them
+        _report(ok=False, error=type(e).__name__, message=str(e),
+                code=getattr(e, "err", None), steps=steps, seconds=time.monotonic() - start)
+        return 1
+    finally:
+        controller.shutdown()
+    _report(ok=True, steps=steps, seconds=time.monotonic() - start)
+    return 0
+
+
 async def _commission(args: argparse.Namespace) -> int:
     from chip import discovery
 
     controller = Controller(args)
     ctrl = controller.ctrl
-    start = time.monotonic()
-    steps: dict[str, Any] = {}
-    try:
+
+    async def work(steps: dict[str, Any], start: float) -> None:
         if args.code:
             node = await asyncio.wait_for(ctrl.CommissionWithCode(args.code, args.node_id),
                                           args.timeout)
@@ -370,31 +382,18 @@ async def _commission(args: argparse.Namespace) -> int:
         steps["compressed_fabric_id"] = f"{ctrl.GetCompressedFabricId():016X}"
         steps["commissioned_s"] = time.monotonic() - start
         await _operate(ctrl, node, steps)
-    except Exception as e:  # the SDK raises assorted types; the test shows them
-        _report(ok=False, error=type(e).__name__, message=str(e),
-                code=getattr(e, "err", None), steps=steps, seconds=time.monotonic() - start)
-        return 1
-    finally:
-        controller.shutdown()
-    _report(ok=True, steps=steps, seconds=time.monotonic() - start)
-    return 0
+
+    return await _reported_steps(controller, work)
 
 
 async def _operate_cmd(args: argparse.Namespace) -> int:
     controller = Controller(args)
-    start = time.monotonic()
-    steps: dict[str, Any] = {}
-    try:
+
+    async def work(steps: dict[str, Any], start: float) -> None:
         steps["compressed_fabric_id"] = f"{controller.ctrl.GetCompressedFabricId():016X}"
         await asyncio.wait_for(_operate(controller.ctrl, args.node_id, steps), args.timeout)
-    except Exception as e:  # the SDK raises assorted types; the test shows them
-        _report(ok=False, error=type(e).__name__, message=str(e),
-                code=getattr(e, "err", None), steps=steps, seconds=time.monotonic() - start)
-        return 1
-    finally:
-        controller.shutdown()
-    _report(ok=True, steps=steps, seconds=time.monotonic() - start)
-    return 0
+
+    return await _reported_steps(controller, work)
 
 
 def main() -> int:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from case_chip_peer import _controller  # the same SDK controller set-up
+from case_chip_peer import sdk_controller  # the same SDK controller set-up
 from controller_main import _plain
 
 
@@ -59,21 +59,7 @@ def main() -> int:
     parser.add_argument("--result-file", required=True)
     args = parser.parse_args()
 
-    import chip.native
-    from chip.ChipStack import ChipStack
-    from chip.crypto.p256keypair import TestP256Keypair
-    from ecdsa import NIST256p, SigningKey
-
-    fabric = json.loads(Path(args.fabric).read_text())
-    chip.native.Init()
-    stack = ChipStack(persistentStoragePath=args.storage, enableServerInteractions=False)
-    key = TestP256Keypair(
-        SigningKey.from_string(bytes.fromhex(fabric["operational_key"]), curve=NIST256p))
-    ctrl = _controller(
-        key, bytes.fromhex(fabric["noc"]),
-        bytes.fromhex(fabric["icac"]) if fabric.get("icac") else None,
-        bytes.fromhex(fabric["rcac"]), bytes.fromhex(fabric["ipk_epoch_key"]),
-        fabric["vendor_id"])
+    stack, ctrl = sdk_controller(args.storage, args.fabric, server=False)
     try:
         result: dict[str, Any] = asyncio.run(_walk(ctrl, args.node))
     except Exception as e:

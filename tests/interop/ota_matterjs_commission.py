@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from case_chip_peer import _controller
+from case_chip_peer import sdk_controller
 
 from matter_ota import tlv
 from matter_ota.crypto import certs
@@ -126,22 +126,8 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
 
-    import chip.native
-    from chip.ChipStack import ChipStack
-    from chip.crypto.p256keypair import TestP256Keypair
-    from ecdsa import NIST256p, SigningKey
-
-    fabric = json.loads(Path(args.fabric).read_text())
     ca = _authority(json.loads(Path(args.ca).read_text()))
-    chip.native.Init()
-    stack = ChipStack(persistentStoragePath=args.storage, enableServerInteractions=False)
-    key = TestP256Keypair(
-        SigningKey.from_string(bytes.fromhex(fabric["operational_key"]), curve=NIST256p))
-    ctrl = _controller(
-        key, bytes.fromhex(fabric["noc"]),
-        bytes.fromhex(fabric["icac"]) if fabric.get("icac") else None,
-        bytes.fromhex(fabric["rcac"]), bytes.fromhex(fabric["ipk_epoch_key"]),
-        fabric["vendor_id"])
+    stack, ctrl = sdk_controller(args.storage, args.fabric, server=False)
     try:
         result: dict[str, Any] = asyncio.run(_commission(ctrl, args, ca))
         result["ok"] = True

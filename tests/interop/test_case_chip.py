@@ -26,9 +26,9 @@ import pytest
 from matter_ota.crypto import certs
 from matter_ota.fabrics import CertificateAuthority, FabricInfo
 
-from .chip_controller import private_root_command
+from .chip_controller import private_root_command, sdk_namespace
 from .daemon import serve
-from .netns import Namespace, network_namespace, unavailable_reason
+from .netns import Namespace
 
 pytestmark = pytest.mark.interop
 
@@ -39,14 +39,7 @@ OUR_NODE, CHIP_NODE = 0x0000_0000_0000_1001, 0x0000_0000_0001_B669
 
 @pytest.fixture
 def ns() -> Iterator[Namespace]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    try:
-        import chip.native  # noqa: F401
-    except Exception as e:  # the SDK's native library may not load on this machine
-        pytest.skip(f"connectedhomeip bindings unavailable: {e}")
-    with network_namespace("case") as namespace:
+    with sdk_namespace("case") as namespace:
         yield namespace
 
 

@@ -22,9 +22,9 @@ from matter_ota.ota_image import build_image
 from matter_ota.provider.uri import check_image_uri
 from matter_ota.store import Store
 
-from .chip_controller import private_root_command
+from .chip_controller import private_root_command, sdk_namespace
 from .daemon import serve
-from .netns import Namespace, network_namespace, unavailable_reason
+from .netns import Namespace
 from .test_case_chip import CHIP_NODE, OUR_NODE, _fabrics
 
 pytestmark = pytest.mark.interop
@@ -36,14 +36,7 @@ INVALID_COMMAND = 0x85
 
 @pytest.fixture
 def ns() -> Iterator[Namespace]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    try:
-        import chip.native  # noqa: F401
-    except Exception as e:  # the SDK's native library may not load on this machine
-        pytest.skip(f"connectedhomeip bindings unavailable: {e}")
-    with network_namespace("ota") as namespace:
+    with sdk_namespace("ota") as namespace:
         yield namespace
 
 

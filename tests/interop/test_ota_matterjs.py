@@ -28,9 +28,9 @@ import pytest
 from matter_ota.crypto import certs
 from matter_ota.fabrics import CertificateAuthority, FabricInfo, private_key_bytes
 
-from .chip_controller import private_root_command
+from .chip_controller import private_root_command, sdk_namespace
 from .daemon import serve
-from .netns import Namespace, network_namespace, unavailable_reason
+from .netns import Namespace
 from .test_ota_chip import _site
 
 pytestmark = pytest.mark.interop
@@ -69,14 +69,7 @@ def _matterjs_node_dir() -> Path:
 
 @pytest.fixture
 def ns() -> Iterator[Namespace]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    try:
-        import chip.native  # noqa: F401
-    except Exception as e:  # the SDK's native library may not load on this machine
-        pytest.skip(f"connectedhomeip bindings unavailable: {e}")
-    with network_namespace("otajs") as namespace:
+    with sdk_namespace("otajs") as namespace:
         yield namespace
 
 
